@@ -1,0 +1,278 @@
+"""yacs configuration: torchreid's upstream default keys plus the reid_ext sections.
+
+PyPI torchreid ships no default config, so the host's keys are written out here. Unknown keys
+in a user's yaml or command-line overrides fail with the full key path and the closest valid
+key, instead of yacs's bare ``Non-existent config key``.
+"""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yacs.config import CfgNode as CN  # noqa: N817 - the name every yacs user knows
+
+# Sections whose keys are free-form (model- or dataset-specific kwargs).
+OPEN_SECTIONS = ("model.kwargs", "data.options")
+LOSS_TERM_KEYS = ("name", "weight", "output", "kwargs")
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the schema."""
+
+
+def get_default_config() -> CN:
+    """A fresh copy of every default, host keys first."""
+    cfg = CN()
+
+    cfg.model = CN()
+    cfg.model.name = "resnet50"
+    cfg.model.pretrained = True
+    cfg.model.load_weights = ""
+    cfg.model.resume = ""
+    cfg.model.kwargs = CN(new_allowed=True)  # reid_ext: passed to the model factory
+
+    cfg.data = CN()
+    cfg.data.type = "image"
+    cfg.data.root = "reid-data"
+    cfg.data.sources = ["market1501"]
+    cfg.data.targets = ["market1501"]
+    cfg.data.workers = 4
+    cfg.data.split_id = 0
+    cfg.data.height = 256
+    cfg.data.width = 128
+    cfg.data.combineall = False
+    cfg.data.transforms = ["random_flip"]
+    cfg.data.k_tfm = 1
+    cfg.data.norm_mean = [0.485, 0.456, 0.406]
+    cfg.data.norm_std = [0.229, 0.224, 0.225]
+    cfg.data.save_dir = "log"
+    cfg.data.load_train_targets = False
+    cfg.data.options = CN(new_allowed=True)  # reid_ext: per-dataset options, by dataset name
+
+    cfg.market1501 = CN()
+    cfg.market1501.use_500k_distractors = False
+    cfg.cuhk03 = CN()
+    cfg.cuhk03.labeled_images = False
+    cfg.cuhk03.classic_split = False
+    cfg.cuhk03.use_metric_cuhk03 = False
+
+    cfg.sampler = CN()
+    cfg.sampler.train_sampler = "RandomSampler"
+    cfg.sampler.train_sampler_t = "RandomSampler"
+    cfg.sampler.num_instances = 4
+    cfg.sampler.num_cams = 1
+    cfg.sampler.num_datasets = 1
+
+    cfg.video = CN()
+    cfg.video.seq_len = 15
+    cfg.video.sample_method = "evenly"
+    cfg.video.pooling_method = "avg"
+
+    cfg.train = CN()
+    cfg.train.optim = "adam"
+    cfg.train.lr = 0.0003
+    cfg.train.weight_decay = 5e-4
+    cfg.train.max_epoch = 60
+    cfg.train.start_epoch = 0
+    cfg.train.batch_size = 32
+    cfg.train.fixbase_epoch = 0
+    cfg.train.open_layers = ["classifier"]
+    cfg.train.staged_lr = False
+    cfg.train.new_layers = ["classifier"]
+    cfg.train.base_lr_mult = 0.1
+    cfg.train.lr_scheduler = "single_step"
+    cfg.train.stepsize = [20]
+    cfg.train.gamma = 0.1
+    cfg.train.print_freq = 20
+    cfg.train.seed = 1
+    cfg.train.amp = False  # reid_ext: autocast (float16 + GradScaler on CUDA, bfloat16 on CPU)
+    cfg.train.deterministic = False  # reid_ext: torch.use_deterministic_algorithms
+    cfg.train.checkpoint_freq = 0  # reid_ext: also checkpoint every N epochs (0: host's rule)
+
+    cfg.sgd = CN()
+    cfg.sgd.momentum = 0.9
+    cfg.sgd.dampening = 0.0
+    cfg.sgd.nesterov = False
+    cfg.rmsprop = CN()
+    cfg.rmsprop.alpha = 0.99
+    cfg.adam = CN()
+    cfg.adam.beta1 = 0.9
+    cfg.adam.beta2 = 0.999
+
+    cfg.loss = CN()
+    cfg.loss.name = "softmax"
+    cfg.loss.softmax = CN()
+    cfg.loss.softmax.label_smooth = True
+    cfg.loss.triplet = CN()
+    cfg.loss.triplet.margin = 0.3
+    cfg.loss.triplet.weight_t = 1.0
+    cfg.loss.triplet.weight_x = 0.0
+    # reid_ext: explicit loss terms [{name, weight, output, kwargs}]; when empty they are
+    # derived from loss.name exactly as torchreid's softmax/triplet engines combine them.
+    cfg.loss.terms = []
+
+    cfg.test = CN()
+    cfg.test.batch_size = 100
+    cfg.test.dist_metric = "euclidean"
+    cfg.test.normalize_feature = False
+    cfg.test.ranks = [1, 5, 10, 20]
+    cfg.test.evaluate = False
+    cfg.test.eval_freq = -1
+    cfg.test.start_eval = 0
+    cfg.test.rerank = False
+    cfg.test.visrank = False
+    cfg.test.visrank_topk = 10
+
+    # reid_ext: auxiliary maps (masks / keypoints / part regions) fed to models that take them.
+    cfg.aux = CN()
+    cfg.aux.mask = ""  # cache dir, "auto" (the dataset's own maps), or "" (only if the model asks)
+    cfg.aux.keypoints = ""
+    cfg.aux.parts = ""  # part scheme name (built from keypoints), "" for none
+    cfg.aux.keypoint_format = ""  # "" = the dataset's own (coco17 for people, atrw15 for tigers)
+    cfg.aux.on_missing = "fallback"  # or "error"
+    return cfg
+
+
+def load_config(path: str | Path | None = None, opts: Sequence[str] = ()) -> CN:
+    """Defaults, then the yaml at ``path``, then ``KEY VALUE`` overrides; validated and frozen."""
+    cfg = get_default_config()
+    if path:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file '{path}' does not exist")
+        with open(path) as f:
+            try:
+                user = yaml.safe_load(f) or {}
+            except yaml.YAMLError as err:
+                raise ConfigError(f"config file '{path}' is not valid yaml: {err}") from err
+        if not isinstance(user, dict):
+            raise ConfigError(f"config file '{path}' must hold a mapping at the top level")
+        check_keys(user, cfg, source=str(path))
+        cfg.merge_from_other_cfg(CN(user))
+    if opts:
+        if len(opts) % 2:
+            raise ConfigError(f"overrides must be KEY VALUE pairs, got an odd list: {list(opts)}")
+        for key, value in zip(opts[::2], opts[1::2]):
+            check_key_path(key, cfg, source="command line")
+            if _open_section_of(key):
+                _set_open_key(cfg, key, value)
+            else:
+                cfg.merge_from_list([key, value])
+    validate(cfg)
+    cfg.freeze()
+    return cfg
+
+
+def check_keys(user: dict[str, Any], defaults: CN, source: str, prefix: str = "") -> None:
+    """Raise :class:`ConfigError` for the first key of ``user`` that ``defaults`` lacks."""
+    for key, value in user.items():
+        path = f"{prefix}{key}"
+        if path in OPEN_SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: '{path}' must be a mapping, got {value!r}")
+            continue
+        if key not in defaults:
+            raise ConfigError(_unknown_key_message(path, defaults, prefix, source))
+        if isinstance(defaults[key], CN):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: '{path}' is a section; expected a mapping")
+            check_keys(value, defaults[key], source, prefix=f"{path}.")
+
+
+def check_key_path(key: str, defaults: CN, source: str) -> None:
+    node: Any = defaults
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        prefix = ".".join(parts[:i])
+        if prefix in OPEN_SECTIONS:
+            return
+        if not isinstance(node, CN) or part not in node:
+            raise ConfigError(
+                _unknown_key_message(key, node if isinstance(node, CN) else CN(),
+                                     prefix + "." if prefix else "", source)
+            )
+        node = node[part]
+
+
+def _open_section_of(key: str) -> str | None:
+    return next((s for s in OPEN_SECTIONS if key.startswith(s + ".")), None)
+
+
+def _set_open_key(cfg: CN, key: str, value: str) -> None:
+    """Set ``model.kwargs.x.y``-style keys, which yacs's merge_from_list refuses as new."""
+    node = cfg
+    parts = key.split(".")
+    for part in parts[:-1]:
+        if part not in node:
+            node[part] = CN(new_allowed=True)
+        node = node[part]
+    node[parts[-1]] = CN._decode_cfg_value(value)
+
+
+def _unknown_key_message(path: str, node: CN, prefix: str, source: str) -> str:
+    candidates = [f"{prefix}{k}" for k in node]
+    close = difflib.get_close_matches(path, candidates, n=1, cutoff=0.0)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"{source}: unknown config key '{path}'{hint}"
+
+
+def validate(cfg: CN) -> None:
+    """Checks yacs cannot express: the shape of ``loss.terms`` and a few enumerations."""
+    for i, term in enumerate(cfg.loss.terms):
+        where = f"loss.terms[{i}]"
+        if not isinstance(term, dict):
+            raise ConfigError(
+                f"{where} must be a mapping with keys {LOSS_TERM_KEYS}, got {term!r}")
+        extra = set(term) - set(LOSS_TERM_KEYS)
+        if extra:
+            raise ConfigError(
+                f"{where} has unknown keys {sorted(extra)}; allowed: {LOSS_TERM_KEYS}")
+        if "name" not in term:
+            raise ConfigError(f"{where} needs a 'name'")
+        if not isinstance(term.get("weight", 1.0), (int, float)):
+            raise ConfigError(f"{where}.weight must be a number, got {term['weight']!r}")
+        if not isinstance(term.get("kwargs", {}) or {}, dict):
+            raise ConfigError(f"{where}.kwargs must be a mapping, got {term['kwargs']!r}")
+    if cfg.aux.on_missing not in ("fallback", "error"):
+        raise ConfigError(
+            f"aux.on_missing must be 'fallback' or 'error', got {cfg.aux.on_missing!r}")
+
+
+def loss_terms_from_config(cfg: CN) -> list[dict[str, Any]]:
+    """``loss.terms`` with defaults filled in, or the host-equivalent terms for ``loss.name``."""
+    if cfg.loss.terms:
+        terms = []
+        for term in cfg.loss.terms:
+            term = dict(term)
+            kwargs = dict(term.get("kwargs") or {})
+            terms.append({"name": term["name"], "weight": float(term.get("weight", 1.0)),
+                          "output": term.get("output") or default_output(term["name"]),
+                          "kwargs": kwargs})
+        return terms
+    softmax = {"name": "softmax", "weight": 1.0, "output": "logits",
+               "kwargs": {"label_smooth": bool(cfg.loss.softmax.label_smooth)}}
+    if cfg.loss.name == "softmax":
+        return [softmax]
+    if cfg.loss.name == "triplet":
+        triplet = {"name": "triplet", "weight": float(cfg.loss.triplet.weight_t),
+                   "output": "feats", "kwargs": {"margin": float(cfg.loss.triplet.margin)}}
+        softmax["weight"] = float(cfg.loss.triplet.weight_x)
+        return [t for t in (triplet, softmax) if t["weight"] > 0]
+    raise ConfigError(f"loss.name must be 'softmax' or 'triplet' (or list loss.terms), "
+                      f"got {cfg.loss.name!r}")
+
+
+CLASSIFICATION_LOSSES = ("softmax", "cosine_softmax_ce")
+
+
+def default_output(loss_name: str) -> str:
+    """Classification losses read ``logits``; metric losses read ``feats``."""
+    return "logits" if loss_name in CLASSIFICATION_LOSSES else "feats"
+
+
+def host_loss_mode(terms: list[dict[str, Any]]) -> str:
+    """The ``loss`` argument for torchreid models: 'triplet' when a term needs features."""
+    return "triplet" if any(t["output"] != "logits" for t in terms) else "softmax"

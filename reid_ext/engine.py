@@ -1,0 +1,285 @@
+"""One engine for every model: loss terms from config, auxiliary inputs, fast evaluation.
+
+:class:`ReidEngine` subclasses torchreid's ``Engine`` and keeps its ``run/train/test`` loop.
+It adds what the host lacks: named model outputs, weighted loss terms from the LOSSES registry
+(each logged), aux maps passed to models that declare them, AMP, atomic checkpoints with RNG
+state for exact resume, and evaluation that survives galleries smaller than the largest rank.
+"""
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from reid_ext import host
+from reid_ext.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_atomic
+from reid_ext.evaluation.report import rank_and_report
+from reid_ext.losses.terms import LossTerm, build_loss_terms
+from reid_ext.models.factory import model_aux_inputs
+
+AUX_KEYS = ("mask", "keypoints", "parts")
+
+
+def named_outputs(outputs: Any) -> dict[str, Any]:
+    """Map any model's training output to the named-dict form.
+
+    reid_ext models already return a dict. Stock torchreid models return ``logits`` (or a list
+    of part logits) for loss='softmax' and a ``(logits, feats)`` tuple for loss='triplet'.
+    """
+    if isinstance(outputs, Mapping):
+        return dict(outputs)
+    if isinstance(outputs, tuple) and len(outputs) == 2:
+        return {"logits": outputs[0], "feats": outputs[1]}
+    if isinstance(outputs, (torch.Tensor, list)):
+        return {"logits": outputs}
+    raise TypeError(f"cannot interpret model output of type {type(outputs).__name__}; return a "
+                    f"dict of named outputs")
+
+
+class ReidEngine(host.get_host().Engine):
+    """torchreid Engine with config-built loss terms, aux inputs and fast evaluation.
+
+    Args:
+        datamanager: a torchreid ``ImageDataManager`` (possibly with aux-map loaders).
+        model: any torchreid or reid_ext model.
+        optimizer, scheduler: as for the host's engines; ``scheduler`` may be None.
+        loss_terms: ``[{name, weight, output, kwargs}]`` specs or built :class:`LossTerm` s.
+        amp: autocast the forward pass (float16 + GradScaler on CUDA, bfloat16 on CPU).
+        checkpoint_freq: also save a checkpoint every this many epochs (0: only where the
+            host saves, after evaluations and at the end).
+        eval_protocol: 'market' or 'cuhk03' ranking protocol.
+    """
+
+    def __init__(
+        self,
+        datamanager: Any,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
+        scheduler: Any = None,
+        loss_terms: Sequence[Mapping[str, Any] | LossTerm] = (),
+        use_gpu: bool = True,
+        amp: bool = False,
+        checkpoint_freq: int = 0,
+        eval_protocol: str = "market",
+        config: Any = None,
+    ) -> None:
+        super().__init__(datamanager, use_gpu=use_gpu)
+        self.device = torch.device("cuda" if self.use_gpu else "cpu")
+        self.model = model.to(self.device)
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.register_model("model", self.model, optimizer, scheduler)
+        specs = list(loss_terms)
+        if specs and not isinstance(specs[0], LossTerm):
+            specs = build_loss_terms(specs, datamanager.num_train_pids, self.device)
+        self.loss_terms: list[LossTerm] = specs
+        self.aux_keys = model_aux_inputs(model)
+        self.amp = amp
+        self.scaler = torch.amp.GradScaler("cuda") if amp and self.use_gpu else None
+        self.checkpoint_freq = checkpoint_freq
+        self.eval_protocol = eval_protocol
+        self.config = config
+        self.save_dir = "log"
+        self.last_results: dict[str, dict[str, Any]] = {}
+        self._rng_after_epoch: dict[str, Any] | None = None
+
+    # --- training ------------------------------------------------------------------------
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if not self.amp:
+            return contextlib.nullcontext()
+        dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def aux_inputs(self, data: Mapping[str, Any], model: nn.Module | None = None
+                   ) -> dict[str, torch.Tensor]:
+        """The batch entries the model declared in ``aux_inputs``, on the model's device."""
+        keys = self.aux_keys if model is None else model_aux_inputs(model)
+        missing = [k for k in keys if k not in data]
+        if missing:
+            raise KeyError(
+                f"the model needs aux inputs {list(keys)} but the batch lacks {missing}; load "
+                f"them with the 'aux' config section (see docs/aux_maps.md)"
+            )
+        return {k: data[k].to(self.device, non_blocking=True) for k in keys}
+
+    def compute_loss_terms(self, outputs: Mapping[str, Any], pids: torch.Tensor,
+                           terms: Sequence[LossTerm] | None = None
+                           ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Weighted sum of the loss terms and each term's (unweighted) value for the log."""
+        total = torch.zeros((), device=pids.device)
+        summary: dict[str, float] = {}
+        for term in self.loss_terms if terms is None else terms:
+            value = term(outputs, pids)
+            total = total + term.weight * value.float()
+            summary[term.key] = value.item()
+        return total, summary
+
+    def forward_backward(self, data: Mapping[str, Any]) -> dict[str, float]:
+        imgs, pids = self.parse_data_for_train(data)
+        imgs, pids = imgs.to(self.device, non_blocking=True), pids.to(self.device)
+        with self.autocast():
+            outputs = named_outputs(self.model(imgs, **self.aux_inputs(data)))
+            total, summary = self.compute_loss_terms(outputs, pids)
+        self.step(total, self.optimizer, self.loss_terms)
+        summary["loss"] = total.item()
+        logits = outputs.get("logits")
+        if isinstance(logits, torch.Tensor):
+            summary["acc"] = host.metrics.accuracy(logits.detach().float(), pids)[0].item()
+        return summary
+
+    def step(self, total: torch.Tensor, optimizer: torch.optim.Optimizer,
+             terms: Sequence[LossTerm]) -> None:
+        """Backward and step the model's optimizer and the loss terms' own optimizers.
+
+        A term's own parameters (e.g. centres) get their gradient divided by the term weight,
+        so their learning rate does not depend on how much the term counts in the total.
+        """
+        for term in terms:
+            term.ensure_optimizer()
+        own = [t for t in terms if t.optimizer is not None]
+        optimizer.zero_grad(set_to_none=True)
+        for term in own:
+            term.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(total).backward()
+            self.scaler.unscale_(optimizer)
+        else:
+            total.backward()
+        for term in own:
+            if term.weight > 0:
+                for p in term.module.parameters():
+                    if p.grad is not None:
+                        p.grad.mul_(1.0 / term.weight)
+            term.optimizer.step()
+        if self.scaler is not None:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            optimizer.step()
+
+    def run(self, save_dir: str = "log", **kwargs: Any) -> None:  # noqa: D102
+        self.save_dir = save_dir
+        super().run(save_dir=save_dir, **kwargs)
+
+    def train(self, print_freq: int = 10, fixbase_epoch: int = 0, open_layers: Any = None
+              ) -> None:
+        """One epoch of the host loop; then snapshot RNG state for an exact resume."""
+        sampler = getattr(self.train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(self.epoch)
+        super().train(print_freq=print_freq, fixbase_epoch=fixbase_epoch, open_layers=open_layers)
+        self._rng_after_epoch = capture_rng_state()
+        if self.checkpoint_freq > 0 and (self.epoch + 1) % self.checkpoint_freq == 0 \
+                and (self.epoch + 1) != self.max_epoch:
+            self.save_model(self.epoch, 0.0, self.save_dir)
+
+    # --- checkpoints ---------------------------------------------------------------------
+    def checkpoint_state(self, name: str, epoch: int, rank1: float) -> dict[str, Any]:
+        sched = self._scheds[name]
+        optim = self._optims[name]
+        return {
+            "state_dict": self._models[name].state_dict(),
+            "epoch": epoch + 1,
+            "rank1": float(rank1),
+            "optimizer": optim.state_dict() if optim is not None else None,
+            "scheduler": sched.state_dict() if sched is not None else None,
+            "loss_terms": {t.key: {"module": t.module.state_dict(),
+                                   "optimizer": t.optimizer.state_dict() if t.optimizer else None}
+                           for t in self.terms_of(name)},
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": self._rng_after_epoch or capture_rng_state(),
+            "config": self.config.dump() if hasattr(self.config, "dump") else None,
+        }
+
+    def terms_of(self, name: str) -> list[LossTerm]:
+        """The loss terms that belong to model ``name`` (one model: all of them)."""
+        return self.loss_terms
+
+    def save_model(self, epoch: int, rank1: float, save_dir: str, is_best: bool = False) -> None:
+        """Atomic checkpoint per model: ``<save_dir>/<name>/model.pth.tar-<epoch>``."""
+        for name in self.get_model_names():
+            path = Path(save_dir) / name / f"model.pth.tar-{epoch + 1}"
+            save_atomic(self.checkpoint_state(name, epoch, rank1), path)
+            print(f'Checkpoint saved to "{path}"')
+            if is_best:
+                best = path.with_name("model-best.pth.tar")
+                tmp = best.with_name(best.name + ".tmp")
+                shutil.copyfile(path, tmp)
+                tmp.replace(best)
+
+    def resume(self, path: str | Path, name: str = "model") -> int:
+        """Restore model, optimizer, scheduler, loss terms and RNG; return the next epoch."""
+        state = load_checkpoint(path, map_location=self.device)
+        self._models[name].load_state_dict(state["state_dict"])
+        if state.get("optimizer") is not None and self._optims[name] is not None:
+            self._optims[name].load_state_dict(state["optimizer"])
+        if state.get("scheduler") is not None and self._scheds[name] is not None:
+            self._scheds[name].load_state_dict(state["scheduler"])
+        saved_terms = state.get("loss_terms") or {}
+        for term in self.terms_of(name):
+            if term.key not in saved_terms:
+                continue
+            term.module.load_state_dict(saved_terms[term.key]["module"])
+            if saved_terms[term.key]["optimizer"] is not None:
+                term.ensure_optimizer()
+                term.optimizer.load_state_dict(saved_terms[term.key]["optimizer"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        if state.get("rng"):
+            restore_rng_state(state["rng"])
+        print(f'Resumed from "{path}" (epoch {state["epoch"]})')
+        return int(state["epoch"])
+
+    # --- evaluation ----------------------------------------------------------------------
+    @torch.no_grad()
+    def extract_features(self, input: torch.Tensor, **aux: torch.Tensor) -> torch.Tensor:
+        with self.autocast():
+            return self.model(input, **aux).float()
+
+    @torch.no_grad()
+    def extract_loader(self, loader: Any, desc: str = "features"
+                       ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        """Features, pids and camids of a whole loader, with a progress bar."""
+        feats, pids, camids = [], [], []
+        for data in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
+            imgs, batch_pids, batch_camids = self.parse_data_for_eval(data)
+            out = self.extract_features(imgs.to(self.device), **self.aux_inputs(data))
+            feats.append(out.cpu())
+            pids.append(np.asarray(batch_pids))
+            camids.append(np.asarray(batch_camids))
+        return torch.cat(feats), np.concatenate(pids), np.concatenate(camids)
+
+    @torch.no_grad()
+    def _evaluate(self, dataset_name: str = "", query_loader: Any = None,
+                  gallery_loader: Any = None, dist_metric: str = "euclidean",
+                  normalize_feature: bool = False, visrank: bool = False,
+                  visrank_topk: int = 10, save_dir: str = "", use_metric_cuhk03: bool = False,
+                  ranks: Sequence[int] = (1, 5, 10, 20), rerank: bool = False
+                  ) -> tuple[float, float]:
+        qf, q_pids, q_camids = self.extract_loader(query_loader, f"{dataset_name} query")
+        gf, g_pids, g_camids = self.extract_loader(gallery_loader, f"{dataset_name} gallery")
+        print(f"Extracted query {tuple(qf.shape)} and gallery {tuple(gf.shape)} features")
+        if normalize_feature:
+            qf, gf = F.normalize(qf, dim=1), F.normalize(gf, dim=1)
+        protocol = "cuhk03" if use_metric_cuhk03 else self.eval_protocol
+        result = rank_and_report(qf, gf, q_pids, g_pids, q_camids, g_camids,
+                                 metric=dist_metric, ranks=ranks, rerank=rerank,
+                                 protocol=protocol)
+        self.last_results[dataset_name] = result
+        if visrank:
+            host.utils.visualize_ranked_results(
+                result["distmat"], self.datamanager.fetch_test_loaders(dataset_name),
+                self.datamanager.data_type, width=self.datamanager.width,
+                height=self.datamanager.height,
+                save_dir=str(Path(save_dir) / f"visrank_{dataset_name}"), topk=visrank_topk,
+            )
+        result.pop("distmat", None)
+        return result["rank1"], result["mAP"]

@@ -1,0 +1,1 @@
+"""Fast, chunked ranking metrics and re-ranking (public API)."""

@@ -1,0 +1,144 @@
+"""Build data, model, optimizer and engine from a config: the body of tools/train.py."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from yacs.config import CfgNode
+
+from reid_ext import host
+from reid_ext.config import host_loss_mode, loss_terms_from_config
+from reid_ext.data.options import set_dataset_options
+from reid_ext.engine import ReidEngine
+from reid_ext.models.factory import build_model, model_aux_inputs
+
+
+def imagedata_kwargs(cfg: CfgNode) -> dict[str, Any]:
+    """torchreid ``ImageDataManager`` arguments from the config (the host's mapping)."""
+    return {
+        "root": cfg.data.root, "sources": list(cfg.data.sources),
+        "targets": list(cfg.data.targets), "height": cfg.data.height, "width": cfg.data.width,
+        "transforms": list(cfg.data.transforms), "k_tfm": cfg.data.k_tfm,
+        "norm_mean": list(cfg.data.norm_mean), "norm_std": list(cfg.data.norm_std),
+        "use_gpu": torch.cuda.is_available(), "split_id": cfg.data.split_id,
+        "combineall": cfg.data.combineall, "load_train_targets": cfg.data.load_train_targets,
+        "batch_size_train": cfg.train.batch_size, "batch_size_test": cfg.test.batch_size,
+        "workers": cfg.data.workers, "num_instances": cfg.sampler.num_instances,
+        "num_cams": cfg.sampler.num_cams, "num_datasets": cfg.sampler.num_datasets,
+        "train_sampler": cfg.sampler.train_sampler, "train_sampler_t": cfg.sampler.train_sampler_t,
+        "cuhk03_labeled": cfg.cuhk03.labeled_images,
+        "cuhk03_classic_split": cfg.cuhk03.classic_split,
+        "market1501_500k": cfg.market1501.use_500k_distractors,
+    }
+
+
+def optimizer_kwargs(cfg: CfgNode) -> dict[str, Any]:
+    return {
+        "optim": cfg.train.optim, "lr": cfg.train.lr, "weight_decay": cfg.train.weight_decay,
+        "momentum": cfg.sgd.momentum, "sgd_dampening": cfg.sgd.dampening,
+        "sgd_nesterov": cfg.sgd.nesterov, "rmsprop_alpha": cfg.rmsprop.alpha,
+        "adam_beta1": cfg.adam.beta1, "adam_beta2": cfg.adam.beta2,
+        "staged_lr": cfg.train.staged_lr, "new_layers": list(cfg.train.new_layers),
+        "base_lr_mult": cfg.train.base_lr_mult,
+    }
+
+
+def lr_scheduler_kwargs(cfg: CfgNode) -> dict[str, Any]:
+    stepsize = list(cfg.train.stepsize)
+    return {
+        "lr_scheduler": cfg.train.lr_scheduler,
+        "stepsize": stepsize[0] if cfg.train.lr_scheduler == "single_step" else stepsize,
+        "gamma": cfg.train.gamma, "max_epoch": cfg.train.max_epoch,
+    }
+
+
+def engine_run_kwargs(cfg: CfgNode) -> dict[str, Any]:
+    return {
+        "save_dir": cfg.data.save_dir, "max_epoch": cfg.train.max_epoch,
+        "start_epoch": cfg.train.start_epoch, "fixbase_epoch": cfg.train.fixbase_epoch,
+        "open_layers": list(cfg.train.open_layers), "start_eval": cfg.test.start_eval,
+        "eval_freq": cfg.test.eval_freq, "test_only": cfg.test.evaluate,
+        "dist_metric": cfg.test.dist_metric, "normalize_feature": cfg.test.normalize_feature,
+        "visrank": cfg.test.visrank, "visrank_topk": cfg.test.visrank_topk,
+        "use_metric_cuhk03": cfg.cuhk03.use_metric_cuhk03, "ranks": list(cfg.test.ranks),
+        "rerank": cfg.test.rerank, "print_freq": cfg.train.print_freq,
+    }
+
+
+def apply_dataset_options(cfg: CfgNode) -> None:
+    """Hand ``data.options.<dataset>`` to the dataset classes torchreid will construct."""
+    for name, options in cfg.data.options.items():
+        set_dataset_options(name, **dict(options))
+
+
+def seed_everything(cfg: CfgNode) -> None:
+    host.utils.set_random_seed(cfg.train.seed)
+    if cfg.train.deterministic:
+        torch.use_deterministic_algorithms(True)
+
+
+def aux_keys_for(cfg: CfgNode, model: torch.nn.Module) -> tuple[str, ...]:
+    """Aux maps to load: what the model declares plus what the config asks for."""
+    keys = list(model_aux_inputs(model))
+    for key in ("mask", "keypoints", "parts"):
+        if getattr(cfg.aux, key) and key not in keys:
+            keys.append(key)
+    return tuple(keys)
+
+
+def build_datamanager(cfg: CfgNode) -> Any:
+    apply_dataset_options(cfg)
+    return host.ImageDataManager(**imagedata_kwargs(cfg))
+
+
+def attach_aux(cfg: CfgNode, datamanager: Any, keys: tuple[str, ...]) -> None:
+    """Swap the data manager's loaders for aux-map loaders when any aux key is needed."""
+    if not keys:
+        return
+    from reid_ext.data.auxmaps import attach_aux_maps
+
+    attach_aux_maps(
+        datamanager, keys,
+        mask_dir=None if cfg.aux.mask in ("", "auto") else cfg.aux.mask,
+        keypoints_dir=None if cfg.aux.keypoints in ("", "auto") else cfg.aux.keypoints,
+        parts_scheme=cfg.aux.parts or None,
+        keypoint_format=cfg.aux.keypoint_format or None,
+        on_missing=cfg.aux.on_missing,
+        transforms=list(cfg.data.transforms),
+        norm_mean=list(cfg.data.norm_mean), norm_std=list(cfg.data.norm_std),
+    )
+
+
+def build_engine(cfg: CfgNode, datamanager: Any = None, model: torch.nn.Module | None = None
+                 ) -> ReidEngine:
+    """Everything ``tools/train.py`` needs, built from ``cfg``."""
+    seed_everything(cfg)
+    datamanager = datamanager or build_datamanager(cfg)
+    terms = loss_terms_from_config(cfg)
+    if model is None:
+        model = build_model(cfg.model.name, num_classes=datamanager.num_train_pids,
+                            loss=host_loss_mode(terms), pretrained=cfg.model.pretrained,
+                            **dict(cfg.model.kwargs))
+    if cfg.model.load_weights:
+        host.utils.load_pretrained_weights(model, cfg.model.load_weights)
+    attach_aux(cfg, datamanager, aux_keys_for(cfg, model))
+    use_gpu = torch.cuda.is_available()
+    if use_gpu:
+        model = model.cuda()
+    optimizer = host.optim.build_optimizer(model, **optimizer_kwargs(cfg))
+    scheduler = host.optim.build_lr_scheduler(optimizer, **lr_scheduler_kwargs(cfg))
+    return ReidEngine(
+        datamanager, model, optimizer, scheduler, loss_terms=terms, use_gpu=use_gpu,
+        amp=cfg.train.amp, checkpoint_freq=cfg.train.checkpoint_freq,
+        eval_protocol="cuhk03" if cfg.cuhk03.use_metric_cuhk03 else "market", config=cfg,
+    )
+
+
+def run(cfg: CfgNode) -> ReidEngine:
+    """Build, optionally resume, then train and/or evaluate as the config says."""
+    engine = build_engine(cfg)
+    kwargs = engine_run_kwargs(cfg)
+    if cfg.model.resume:
+        kwargs["start_epoch"] = engine.resume(cfg.model.resume)
+    engine.run(**kwargs)
+    return engine

@@ -1,0 +1,72 @@
+"""Registries: decorator API, helpful unknown-name errors, idempotent host registration."""
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import torch
+
+import reid_ext
+from reid_ext import host
+from reid_ext.registry import Registry, UnknownNameError
+
+
+def test_unknown_name_lists_closest_first():
+    reg = Registry("model")
+    for name in ("resnet50_bnneck", "osnet", "bignet"):
+        reg.register(name, object())
+    with pytest.raises(UnknownNameError) as err:
+        reg.get("resnet50_bneck")
+    message = str(err.value)
+    assert "unknown model 'resnet50_bneck'" in message
+    listed = message.split("closest first): ")[1].split(", ")
+    assert listed[0] == "resnet50_bnneck" and sorted(listed) == sorted(reg.names())
+
+
+def test_conflicting_registration_is_an_error_but_same_object_is_not():
+    reg = Registry("loss")
+
+    @reg.register("a")
+    def first():
+        return 1
+
+    reg.register("a", first)  # same object again: no-op
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register("a", lambda: 2)
+    assert reg.get("a") is first and len(reg) == 1
+
+
+def test_models_reach_torchreids_factory():
+    model = host.models.build_model("resnet18_bnneck", num_classes=7, pretrained=False)
+    model.eval()
+    assert model(torch.rand(2, 3, 64, 32)).shape == (2, 512)
+    assert "resnet18_bnneck" in host.get_host().model_factory()
+
+
+def test_import_twice_and_reload_register_nothing_twice():
+    table = host.get_host().model_factory()
+    datasets = host.get_host().image_dataset_table()
+    n_models, n_datasets = len(table), len(datasets)
+    importlib.import_module("reid_ext")
+    reid_ext.register_into_host()
+    importlib.reload(importlib.import_module("reid_ext.models.bnneck"))
+    importlib.reload(reid_ext)
+    assert len(table) == n_models and len(datasets) == n_datasets
+    # the sampler hook wraps the host's original, never its own wrapper
+    original = host.get_host().original_build_train_sampler()
+    assert not hasattr(original, "_reid_ext_original")
+    hooked = host.module("data.datamanager").build_train_sampler
+    assert hooked._reid_ext_original is original
+
+
+def test_unknown_sampler_name_names_the_closest():
+    build = host.module("data.datamanager").build_train_sampler
+    with pytest.raises(ValueError, match="RandomIdentitySampler"):
+        build([("a", 0, 0, 0)], "RandomIdentitySamplr")
+
+
+def test_unknown_model_name_in_reid_ext_factory():
+    from reid_ext.models import build_model
+
+    with pytest.raises(UnknownNameError, match="resnet18_bnneck"):
+        build_model("resnet18_bnnek", num_classes=3)

@@ -1,0 +1,39 @@
+"""Train (and evaluate) a model from a yaml config: torchreid's scripts/main.py for reid_ext.
+
+    python tools/train.py --config-file configs/quickstart.yaml [KEY VALUE ...]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import reid_ext  # noqa: F401  (registers models, datasets, samplers, losses)
+from reid_ext import host
+from reid_ext.config import ConfigError, load_config
+from reid_ext.runner import run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", default="", help="yaml config")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config_file or None, args.opts)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    log_name = "test.log" if cfg.test.evaluate else "train.log"
+    log_name += time.strftime("-%Y-%m-%d-%H-%M-%S")
+    Path(cfg.data.save_dir).mkdir(parents=True, exist_ok=True)
+    sys.stdout = host.utils.Logger(str(Path(cfg.data.save_dir) / log_name))
+    print(f"Show configuration\n{cfg}\n")
+    run(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
