@@ -18,16 +18,24 @@ from reid_ext import host
 from reid_ext.losses.metric import triplet_hard
 
 
-def median_seconds(loss: Callable, x: torch.Tensor, labels: torch.Tensor, repeats: int) -> float:
-    """Median wall time of forward + backward, after two warm-up runs."""
-    times = []
+def seconds(loss: Callable, x: torch.Tensor, labels: torch.Tensor) -> float:
+    """Wall time of one forward + backward."""
+    features = x.clone().requires_grad_()
+    start = time.perf_counter()
+    loss(features, labels).backward()
+    return time.perf_counter() - start
+
+
+def median_seconds(losses: list[Callable], x: torch.Tensor, labels: torch.Tensor,
+                   repeats: int) -> list[float]:
+    """Median time of each loss; runs alternate so a shift in machine load hits both alike."""
+    times: list[list[float]] = [[] for _ in losses]
     for i in range(repeats + 2):
-        features = x.clone().requires_grad_()
-        start = time.perf_counter()
-        loss(features, labels).backward()
-        if i >= 2:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for loss, store in zip(losses, times):
+            elapsed = seconds(loss, x, labels)
+            if i >= 2:  # two warm-up rounds
+                store.append(elapsed)
+    return [statistics.median(t) for t in times]
 
 
 def main() -> None:
@@ -50,8 +58,7 @@ def main() -> None:
         x = torch.randn(p * k, args.dim)
         labels = torch.arange(p).repeat_interleave(k)[torch.randperm(p * k)]
         value_ours, value_host = ours(x, labels).item(), theirs(x, labels).item()
-        t_ours = median_seconds(ours, x, labels, args.repeats)
-        t_host = median_seconds(theirs, x, labels, args.repeats)
+        t_ours, t_host = median_seconds([ours, theirs], x, labels, args.repeats)
         print(f"{shape:>9} {value_ours:10.6f} {value_host:10.6f} "
               f"{abs(value_ours - value_host):9.2e} {t_ours * 1e3:8.2f} {t_host * 1e3:8.2f} "
               f"{t_host / t_ours:7.1f}x")

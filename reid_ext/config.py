@@ -126,6 +126,14 @@ def get_default_config() -> CN:
     cfg.test.visrank = False
     cfg.test.visrank_topk = 10
 
+    # reid_ext: deep mutual learning of several models (reid_ext.mutual_engine.MutualEngine)
+    cfg.mutual = CN()
+    cfg.mutual.models = []  # model names; empty: train model.name alone
+    cfg.mutual.kl_weight = 1.0  # KL between softened predictions
+    cfg.mutual.temperature = 1.0
+    cfg.mutual.metric_weight = 1.0  # zero-gradient metric mutual loss on batch distances
+    cfg.mutual.metric = "euclidean"
+
     # reid_ext: auxiliary maps (masks / keypoints / part regions) fed to models that take them.
     cfg.aux = CN()
     cfg.aux.mask = ""  # cache dir, "auto" (the dataset's own maps), or "" (only if the model asks)

@@ -150,7 +150,8 @@ class ReidEngine(host.get_host().Engine):
             term.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(total).backward()
-            self.scaler.unscale_(optimizer)
+            for opt in (optimizer, *(t.optimizer for t in own)):
+                self.scaler.unscale_(opt)
         else:
             total.backward()
         for term in own:
@@ -158,12 +159,13 @@ class ReidEngine(host.get_host().Engine):
                 for p in term.module.parameters():
                     if p.grad is not None:
                         p.grad.mul_(1.0 / term.weight)
-            term.optimizer.step()
+        for opt in (*(t.optimizer for t in own), optimizer):
+            if self.scaler is not None:
+                self.scaler.step(opt)  # skips the step when unscaling found inf/nan
+            else:
+                opt.step()
         if self.scaler is not None:
-            self.scaler.step(optimizer)
             self.scaler.update()
-        else:
-            optimizer.step()
 
     def run(self, save_dir: str = "log", **kwargs: Any) -> None:  # noqa: D102
         self.save_dir = save_dir

@@ -109,29 +109,61 @@ def attach_aux(cfg: CfgNode, datamanager: Any, keys: tuple[str, ...]) -> None:
     )
 
 
+def _build_one(cfg: CfgNode, name: str, num_classes: int, terms: list[dict[str, Any]]
+               ) -> torch.nn.Module:
+    model = build_model(name, num_classes=num_classes, loss=host_loss_mode(terms),
+                        pretrained=cfg.model.pretrained, **dict(cfg.model.kwargs))
+    if cfg.model.load_weights:
+        host.utils.load_pretrained_weights(model, cfg.model.load_weights)
+    return model.cuda() if torch.cuda.is_available() else model
+
+
 def build_engine(cfg: CfgNode, datamanager: Any = None, model: torch.nn.Module | None = None
                  ) -> ReidEngine:
-    """Everything ``tools/train.py`` needs, built from ``cfg``."""
+    """Everything ``tools/train.py`` needs, built from ``cfg``.
+
+    With ``mutual.models`` listed, a :class:`~reid_ext.mutual_engine.MutualEngine` trains
+    those models together; otherwise one :class:`ReidEngine` trains ``model.name``.
+    """
     seed_everything(cfg)
     datamanager = datamanager or build_datamanager(cfg)
     terms = loss_terms_from_config(cfg)
+    common = {"use_gpu": torch.cuda.is_available(), "amp": cfg.train.amp,
+              "checkpoint_freq": cfg.train.checkpoint_freq, "config": cfg,
+              "eval_protocol": "cuhk03" if cfg.cuhk03.use_metric_cuhk03 else "market"}
+    if cfg.mutual.models:
+        from reid_ext.mutual_engine import MutualEngine
+
+        models = [_build_one(cfg, name, datamanager.num_train_pids, terms)
+                  for name in cfg.mutual.models]
+        attach_aux(cfg, datamanager, tuple(dict.fromkeys(
+            k for m in models for k in aux_keys_for(cfg, m))))
+        optimizers = [host.optim.build_optimizer(m, **optimizer_kwargs(cfg)) for m in models]
+        schedulers = [host.optim.build_lr_scheduler(o, **lr_scheduler_kwargs(cfg))
+                      for o in optimizers]
+        names = [f"model{i + 1}_{name}" for i, name in enumerate(cfg.mutual.models)]
+        return MutualEngine(datamanager, models, optimizers, schedulers, loss_terms=terms,
+                            kl_weight=cfg.mutual.kl_weight, temperature=cfg.mutual.temperature,
+                            metric_weight=cfg.mutual.metric_weight,
+                            mutual_metric=cfg.mutual.metric, names=names, **common)
     if model is None:
-        model = build_model(cfg.model.name, num_classes=datamanager.num_train_pids,
-                            loss=host_loss_mode(terms), pretrained=cfg.model.pretrained,
-                            **dict(cfg.model.kwargs))
-    if cfg.model.load_weights:
-        host.utils.load_pretrained_weights(model, cfg.model.load_weights)
+        model = _build_one(cfg, cfg.model.name, datamanager.num_train_pids, terms)
     attach_aux(cfg, datamanager, aux_keys_for(cfg, model))
-    use_gpu = torch.cuda.is_available()
-    if use_gpu:
-        model = model.cuda()
     optimizer = host.optim.build_optimizer(model, **optimizer_kwargs(cfg))
     scheduler = host.optim.build_lr_scheduler(optimizer, **lr_scheduler_kwargs(cfg))
-    return ReidEngine(
-        datamanager, model, optimizer, scheduler, loss_terms=terms, use_gpu=use_gpu,
-        amp=cfg.train.amp, checkpoint_freq=cfg.train.checkpoint_freq,
-        eval_protocol="cuhk03" if cfg.cuhk03.use_metric_cuhk03 else "market", config=cfg,
-    )
+    return ReidEngine(datamanager, model, optimizer, scheduler, loss_terms=terms, **common)
+
+
+def resume(engine: ReidEngine, path: str) -> int:
+    """Resume every model of ``engine``; with several models ``path`` holds ``{name}``."""
+    names = engine.get_model_names()
+    if len(names) > 1 and "{name}" not in path:
+        raise ValueError(f"model.resume '{path}' must contain '{{name}}' to name each of the "
+                         f"models {names}, e.g. log/run/{{name}}/model.pth.tar-10")
+    epochs = {engine.resume(path.format(name=name), name=name) for name in names}
+    if len(epochs) != 1:
+        raise ValueError(f"the checkpoints under '{path}' are from different epochs {epochs}")
+    return epochs.pop()
 
 
 def run(cfg: CfgNode) -> ReidEngine:
@@ -139,6 +171,6 @@ def run(cfg: CfgNode) -> ReidEngine:
     engine = build_engine(cfg)
     kwargs = engine_run_kwargs(cfg)
     if cfg.model.resume:
-        kwargs["start_epoch"] = engine.resume(cfg.model.resume)
+        kwargs["start_epoch"] = resume(engine, cfg.model.resume)
     engine.run(**kwargs)
     return engine

@@ -36,6 +36,8 @@ from reid_ext.benchmarking.suite import (
     run_benchmark,
 )
 
+pytestmark = pytest.mark.filterwarnings("ignore:number of gallery samples")
+
 REPO = Path(__file__).resolve().parents[1]
 TINY_SYNTH = ["data.options.synthetic_person.num_train_ids", "6",
               "data.options.synthetic_person.num_test_ids", "4",
@@ -82,6 +84,20 @@ def test_config_file_keys_beat_benchmark_defaults(tmp_path):
     assert list(cfg.data.sources) == ["synthetic_person"] == list(cfg.data.targets)
     assert cfg.data.save_dir == str(tmp_path / "out" / "resnet18")
     assert [t["name"] for t in cfg.loss.terms] == ["softmax"]
+
+
+def test_input_size_from_spec_then_model_then_config(tmp_path):
+    from reid_ext.benchmarking.worker import resolve_config
+
+    options = BenchmarkOptions(dataset="synthetic_person", out_dir=tmp_path,
+                               models=parse_model_list("bignet,bignet@64x24,osnet_x0_25"),
+                               opts=["data.height", "96", "data.width", "32"])
+    own, given, stock = (resolve_config(job) for job in build_jobs(options))
+    assert (own.data.height, own.data.width) == (128, 48)  # BigNet's input_size
+    assert "height" not in own.model.kwargs
+    assert (given.data.height, given.data.width) == (64, 24)
+    assert (given.model.kwargs.height, given.model.kwargs.width) == (64, 24)
+    assert (stock.data.height, stock.data.width) == (96, 32)
 
 
 # --- measurements ---------------------------------------------------------------------------
@@ -224,6 +240,7 @@ def test_in_process_run_measures_and_resume_skips(tmp_path, tiny_models_register
         check_row(row)
         assert row["status"] == "ok", row["note"]
         assert 0 <= row["rank1"] <= row["rank5"] <= 1 and 0 < row["mAP"] <= 1
+        assert 0 < row["mINP"] <= 1
         assert row["train_img_s"] > 0 and row["infer_img_s_b32"] > 0 and row["peak_mem_mib"] > 0
         assert row["input_size"] == "64x32" and row["origin"] == "reid_ext"
     tiny = rows[0]

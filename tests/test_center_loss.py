@@ -69,3 +69,11 @@ def test_bad_input_raises_clear_errors():
         loss(torch.randn(2, 5), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="num_classes must be >= 1"):
         CenterLoss(num_classes=0)
+
+
+def test_lazy_centres_load_from_a_checkpoint_before_any_forward():
+    trained = CenterLoss(num_classes=4, feat_dim=3)
+    fresh = CenterLoss(num_classes=4)  # lazy: shape unknown until loaded or first forward
+    fresh.load_state_dict(trained.state_dict())
+    torch.testing.assert_close(fresh.centers.detach(), trained.centers.detach())
+    assert isinstance(fresh.make_optimizer(), torch.optim.SGD)

@@ -131,3 +131,43 @@ def test_two_epochs_equal_one_plus_resume(tmp_path):
         assert torch.equal(a[key], b[key]), key
     # and the run really trained: weights differ from the 1-epoch checkpoint
     assert not all(torch.equal(a[k], v) for k, v in _weights(first.model).items())
+
+
+def test_engine_ranking_equals_torchreids_evaluate_rank():
+    from reid_ext import host
+    from reid_ext.evaluation.report import rank_and_report
+
+    gen = torch.Generator().manual_seed(3)
+    qf, gf = torch.randn(30, 8, generator=gen), torch.randn(90, 8, generator=gen)
+    q_pids, g_pids = torch.randint(0, 10, (30,), generator=gen), torch.randint(0, 10, (90,),
+                                                                              generator=gen)
+    q_cams, g_cams = torch.randint(0, 3, (30,), generator=gen), torch.randint(0, 3, (90,),
+                                                                             generator=gen)
+    ours = rank_and_report(qf, gf, q_pids.numpy(), g_pids.numpy(), q_cams.numpy(),
+                           g_cams.numpy())
+    distmat = host.metrics.compute_distance_matrix(qf, gf, "euclidean").numpy()
+    cmc, mAP = host.metrics.evaluate_rank(distmat, q_pids.numpy(), g_pids.numpy(),
+                                          q_cams.numpy(), g_cams.numpy(), use_cython=False)
+    assert abs(ours["mAP"] - mAP) < 1e-6
+    assert abs(ours["rank1"] - cmc[0]) < 1e-6
+
+
+def test_mutual_learning_from_config(tmp_path):
+    from reid_ext.mutual_engine import MutualEngine
+
+    cfg = tiny_cfg(tmp_path, "mutual.models", "['resnet18_bnneck', 'resnet18_bnneck']",
+                   "mutual.kl_weight", "0.5", "loss.name", "triplet", "loss.triplet.weight_x",
+                   "1.0")
+    engine = build_engine(cfg)
+    assert isinstance(engine, MutualEngine) and engine.kl_weight == 0.5
+    names = engine.get_model_names()
+    assert names == ["model1_resnet18_bnneck", "model2_resnet18_bnneck"]
+    summary = engine.forward_backward(next(iter(engine.train_loader)))
+    for name in names:
+        assert f"{name}/triplet" in summary and f"{name}/softmax" in summary
+    engine.save_model(0, 0.0, str(tmp_path / "log"))
+    from reid_ext.runner import resume
+
+    with pytest.raises(ValueError, match="must contain"):
+        resume(engine, str(tmp_path / "log" / "model1_resnet18_bnneck" / "model.pth.tar-1"))
+    assert resume(engine, str(tmp_path / "log" / "{name}" / "model.pth.tar-1")) == 1

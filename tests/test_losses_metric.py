@@ -268,6 +268,19 @@ def test_pairwise_distance_matches_torch_cdist():
     torch.testing.assert_close(pairwise_distance(x, y, metric="cosine"), 1 - cosine)
 
 
+@pytest.mark.parametrize("name", list(CASES) + ["contrastive"])
+def test_autocast_half_precision_features_give_float32_loss_and_finite_grads(name):
+    x = torch.randn(16, 8)
+    labels = torch.arange(4).repeat_interleave(4)
+    loss = LOSSES.build(name, num_classes=4)
+    low = x.to(torch.bfloat16).requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = loss(low, labels)
+    value.backward()
+    assert value.dtype == torch.float32 and torch.isfinite(low.grad.float()).all()
+    assert value.item() == pytest.approx(loss(low.detach().float(), labels).item(), rel=1e-6)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("name", list(CASES) + ["contrastive"])
 def test_cuda_matches_cpu(name):

@@ -70,3 +70,22 @@ def test_unknown_model_name_in_reid_ext_factory():
 
     with pytest.raises(UnknownNameError, match="resnet18_bnneck"):
         build_model("resnet18_bnnek", num_classes=3)
+
+
+def test_host_datamanager_takes_reid_ext_dataset_and_sampler_names(tmp_path):
+    from collections import Counter
+
+    from reid_ext.data.options import set_dataset_options
+
+    set_dataset_options("synthetic_person", num_train_ids=6, num_test_ids=3,
+                        images_per_id_per_camera=2, num_cameras=2)
+    try:
+        dm = host.ImageDataManager(root=str(tmp_path), sources="synthetic_person", height=64,
+                                   width=32, batch_size_train=8, workers=0, use_gpu=False,
+                                   train_sampler="pk", num_instances=2)
+    finally:
+        set_dataset_options("synthetic_person")
+    assert dm.num_train_pids == 6
+    batch = next(iter(dm.train_loader))
+    counts = Counter(batch["pid"].tolist())
+    assert len(counts) == 4 and set(counts.values()) == {2}

@@ -21,16 +21,22 @@ import torch
 import yaml
 from tqdm import tqdm
 
+import reid_ext  # noqa: F401  (registers models and datasets)
+from reid_ext import host
 from reid_ext.benchmarking.environment import collect_environment
 from reid_ext.benchmarking.plot import plot_accuracy_vs_speed
 from reid_ext.benchmarking.report import (
     atomic_write_json,
     check_row,
     empty_row,
+    is_number,
     write_csv,
     write_markdown,
 )
 from reid_ext.benchmarking.specs import Job, ModelSpec
+from reid_ext.benchmarking.worker import child_main, origin_of, run_job_logged
+from reid_ext.config import load_config, loss_terms_from_config
+from reid_ext.registry import MODELS, UnknownNameError, closest_first
 
 # Softmax + triplet (weight_x 1), P x K batches so the triplet loss has positives.
 BENCHMARK_DEFAULTS: tuple[tuple[str, str], ...] = (
@@ -119,8 +125,6 @@ def fixed_opts(options: BenchmarkOptions, spec: ModelSpec, out_dir: Path) -> lis
 
 def build_jobs(options: BenchmarkOptions) -> list[Job]:
     """One :class:`Job` per model, each config validated here (fail before any training)."""
-    from reid_ext.config import load_config
-
     base = default_opts(options.config_file)
     jobs = []
     for spec in options.models:
@@ -136,10 +140,6 @@ def build_jobs(options: BenchmarkOptions) -> list[Job]:
 
 def check_names(options: BenchmarkOptions) -> None:
     """Unknown model or dataset names fail now, with the closest known names."""
-    import reid_ext  # noqa: F401  (registration)
-    from reid_ext import host
-    from reid_ext.registry import MODELS, UnknownNameError, closest_first
-
     known_models = sorted(set(MODELS.names()) | set(host.get_host().model_factory()))
     for spec in options.models:
         if spec.name not in known_models:
@@ -153,8 +153,6 @@ def check_names(options: BenchmarkOptions) -> None:
 
 def run_in_child(job: Job) -> int:
     """Run ``job`` in a spawned process (own memory peak, a crash loses only this model)."""
-    from reid_ext.benchmarking.worker import child_main
-
     process = multiprocessing.get_context("spawn").Process(
         target=child_main, args=(job,), name=f"benchmark-{job.spec.dir_name}")
     process.start()
@@ -168,15 +166,11 @@ def run_in_child(job: Job) -> int:
 
 
 def run_in_process(job: Job) -> int:
-    from reid_ext.benchmarking.worker import run_job_logged
-
     return run_job_logged(job, redirect_fds=False)
 
 
 def collect_row(job: Job, exit_code: int) -> dict[str, Any]:
     """The job's table row from what it left on disk."""
-    from reid_ext.benchmarking.worker import origin_of
-
     if exit_code == 0 and job.result_path.is_file():
         return load_result_row(job)
     row = empty_row(job.spec.label, origin_of(job.spec.name), status="failed")
@@ -196,8 +190,6 @@ def load_result_row(job: Job) -> dict[str, Any]:
 
 def run_settings(options: BenchmarkOptions, jobs: Sequence[Job]) -> dict[str, Any]:
     """What every model shared, from the first job's config, for the report header."""
-    from reid_ext.config import load_config, loss_terms_from_config
-
     cfg = load_config(jobs[0].config_file, jobs[0].opts)
     terms = ", ".join(f"{t['name']} x{t['weight']:g} ({t['output']})"
                       for t in loss_terms_from_config(cfg))
@@ -277,10 +269,15 @@ def run_benchmark(options: BenchmarkOptions,
 
 
 def summary_line(row: dict[str, Any]) -> str:
+    """One progress line per model: its accuracy and speed, or why it has none."""
     if row["status"] != "ok":
         return f"{row['model']}: {row['status']}: {row['note']}"
-    return (f"{row['model']}: R1 {row['rank1']:.1%} mAP {row['mAP']:.1%} "
-            f"{row['infer_img_s_b32']:.1f} img/s (b32)")
+    parts = [f"{row['model']}:"]
+    for key, text, fmt in (("rank1", "R1", "{:.1%}"), ("mAP", "mAP", "{:.1%}"),
+                           ("infer_img_s_b32", "img/s (b32)", "{:.1f}")):
+        value = row.get(key)
+        parts.append(f"{text} {fmt.format(value) if is_number(value) else 'n/a'}")
+    return " ".join(parts)
 
 
 def command_line(argv: Sequence[str]) -> str:

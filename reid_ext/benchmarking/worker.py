@@ -21,6 +21,17 @@ import torch
 from reid_ext.benchmarking import measure
 from reid_ext.benchmarking.report import atomic_write_json, empty_row
 from reid_ext.benchmarking.specs import Job, ModelSpec
+from reid_ext.checkpoint import load_checkpoint
+from reid_ext.config import host_loss_mode, load_config, loss_terms_from_config
+from reid_ext.models.factory import build_model
+from reid_ext.registry import MODELS
+from reid_ext.runner import (
+    aux_keys_for,
+    build_datamanager,
+    build_engine,
+    engine_run_kwargs,
+    seed_everything,
+)
 
 EXTRACTION_TOOLS = {"mask": "tools/extract_masks.py", "keypoints": "tools/extract_keypoints.py"}
 
@@ -51,8 +62,6 @@ def output_to(path: Path, redirect_fds: bool) -> Iterator[None]:
 # --- config and model ---------------------------------------------------------------------
 def origin_of(name: str) -> str:
     """'reid_ext' for models of reid_ext's registry, 'torchreid' for the host's own."""
-    from reid_ext.registry import MODELS
-
     return "reid_ext" if name in MODELS else "torchreid"
 
 
@@ -71,9 +80,6 @@ def resolve_config(job: Job) -> Any:
     the model declares a fixed ``input_size``), else the model's own ``input_size``, else
     ``data.height``/``data.width``.
     """
-    from reid_ext.config import host_loss_mode, load_config, loss_terms_from_config
-    from reid_ext.models.factory import build_model
-
     cfg = load_config(job.config_file, job.opts)
     probe = build_model(cfg.model.name, num_classes=2,
                         loss=host_loss_mode(loss_terms_from_config(cfg)), pretrained=False,
@@ -144,8 +150,6 @@ def find_weights(weights_dir: Path, spec: ModelSpec) -> Path:
 
 def load_weights(model: torch.nn.Module, path: Path) -> str:
     """Load the tensors of ``path`` whose names and shapes match ``model``; return a note."""
-    from reid_ext.checkpoint import load_checkpoint
-
     state = load_checkpoint(path)
     state = state.get("state_dict", state)
     own = model.state_dict()
@@ -205,15 +209,6 @@ def run_job(job: Job) -> dict[str, Any]:
 
     Raises :class:`ModelSkippedError` when the model cannot run on this data.
     """
-    import reid_ext  # noqa: F401  (registers models and datasets in this process)
-    from reid_ext.runner import (
-        aux_keys_for,
-        build_datamanager,
-        build_engine,
-        engine_run_kwargs,
-        seed_everything,
-    )
-
     start = time.perf_counter()
     if job.cpu_threads:
         torch.set_num_threads(job.cpu_threads)
@@ -226,9 +221,6 @@ def run_job(job: Job) -> dict[str, Any]:
     (job.out_dir / "config.yaml").write_text(cfg.dump())
     seed_everything(cfg)
     datamanager = build_datamanager(cfg)
-    from reid_ext.config import host_loss_mode, loss_terms_from_config
-    from reid_ext.models.factory import build_model
-
     model = build_model(cfg.model.name, num_classes=datamanager.num_train_pids,
                         loss=host_loss_mode(loss_terms_from_config(cfg)),
                         pretrained=cfg.model.pretrained, **dict(cfg.model.kwargs))

@@ -51,32 +51,50 @@ def rows_per_chunk(num_columns: int, chunk_size: int | None) -> int:
     return max(1, DEFAULT_BLOCK_ELEMENTS // max(1, num_columns))
 
 
+class DistanceTo:
+    """Distances from any rows to a fixed set ``b`` [n, d], with ``b``'s norms prepared once.
+
+    ``DistanceTo(b, metric)(a)`` is :func:`pairwise_distance` ``(a, b, metric)``; calling it on
+    row chunks of ``a`` gives the rows of the full matrix without recomputing ``b``'s side.
+    """
+
+    def __init__(self, b: torch.Tensor, metric: str = "euclidean") -> None:
+        self.metric = check_metric(metric)
+        self.b = F.normalize(b, dim=1) if metric == "cosine" else b
+        self.b_sq = None if metric == "cosine" else b.pow(2).sum(1).unsqueeze(0)
+
+    def __call__(self, a: torch.Tensor) -> torch.Tensor:
+        if a.shape[1] != self.b.shape[1]:
+            raise ValueError(
+                f"feature sizes differ: {a.shape[1]} (rows) vs {self.b.shape[1]} (gallery)"
+            )
+        if self.metric == "cosine":
+            return 1 - F.normalize(a, dim=1) @ self.b.t()
+        dist = a.pow(2).sum(1, keepdim=True) + self.b_sq
+        dist.addmm_(a, self.b.t(), beta=1, alpha=-2)
+        if self.metric == "l2":
+            dist = dist.clamp_(min=0).sqrt_()
+        return dist
+
+
 def pairwise_distance(a: torch.Tensor, b: torch.Tensor, metric: str = "euclidean") -> torch.Tensor:
     """Distances between the rows of ``a`` [m, d] and ``b`` [n, d] as an [m, n] tensor.
 
     ``"euclidean"`` uses the same formula as torchreid's ``euclidean_squared_distance``
     (``|a|^2 + |b|^2 - 2 a.b``, not clamped) so its values match the host's to rounding.
     """
-    check_metric(metric)
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"feature sizes differ: {a.shape[1]} (queries) vs {b.shape[1]} (gallery)")
-    if metric == "cosine":
-        return 1 - F.normalize(a, dim=1) @ F.normalize(b, dim=1).t()
-    dist = a.pow(2).sum(1, keepdim=True) + b.pow(2).sum(1).unsqueeze(0)
-    dist.addmm_(a, b.t(), beta=1, alpha=-2)
-    if metric == "l2":
-        dist = dist.clamp_(min=0).sqrt_()
-    return dist
+    return DistanceTo(b, metric)(a)
 
 
 def distance_chunks(
     a: torch.Tensor, b: torch.Tensor, metric: str = "euclidean", chunk_size: int | None = None
 ) -> Iterator[tuple[int, int, torch.Tensor]]:
     """Yield ``(start, stop, distance block of rows start:stop of a against all of b)``."""
+    to_b = DistanceTo(b, metric)
     step = rows_per_chunk(b.shape[0], chunk_size)
     for start in range(0, a.shape[0], step):
         stop = min(start + step, a.shape[0])
-        yield start, stop, pairwise_distance(a[start:stop], b, metric)
+        yield start, stop, to_b(a[start:stop])
 
 
 def faiss_available() -> bool:

@@ -30,10 +30,10 @@ import scipy.sparse as sp
 import torch
 
 from reid_ext.evaluation.neighbors import (
+    DistanceTo,
     as_numpy,
     as_tensor,
     check_metric,
-    pairwise_distance,
     rows_per_chunk,
 )
 
@@ -140,15 +140,15 @@ class _FeatureDistances:
             raise ValueError(f"qf has {qt.shape[1]} feature dims but gf has {gt.shape[1]}")
         self.features = torch.cat([qt, gt])
         self.metric = metric
+        self.to_all = DistanceTo(self.features, metric)
         self.num_query, self.num_all = qt.shape[0], self.features.shape[0]
 
     def rows(self, start: int, stop: int) -> Iterator[tuple[int, int, torch.Tensor]]:
-        dist = pairwise_distance(self.features[start:stop], self.features, self.metric)
-        yield start, stop, dist.square_()
+        yield start, stop, self.to_all(self.features[start:stop]).square_()
 
     def pair_values(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         out = np.empty(len(i), np.float32)
-        step = 1 << 20
+        step = 1 << 15  # pairs per batch: two [step, dim] gathers
         for s in range(0, len(i), step):
             a = self.features[torch.from_numpy(i[s : s + step])]
             b = self.features[torch.from_numpy(j[s : s + step])]
@@ -273,18 +273,31 @@ def _jaccard_blend(weights: sp.csr_matrix, q: int, lambda_value: float, out: np.
     column_size = np.diff(gallery.indptr)
     query_rows = np.repeat(np.arange(q), np.diff(queries.indptr))
     cost = np.bincount(query_rows, weights=column_size[queries.indices], minlength=q)
+    indptr, indices = gallery.indptr.astype(np.int64), gallery.indices.astype(np.int32)
     for start, stop in _split_by_cost(cost, TRIPLES_PER_CHUNK, max(1, (1 << 23) // num_g)):
         block = queries[start:stop]
-        local_row = np.repeat(np.arange(stop - start), np.diff(block.indptr))
-        size = column_size[block.indices]
-        first = np.cumsum(size) - size
-        position = np.repeat(gallery.indptr[block.indices] - first, size) + np.arange(size.sum())
-        smaller = np.minimum(np.repeat(block.data, size), gallery.data[position])
-        key = np.repeat(local_row * num_g, size) + gallery.indices[position]
-        overlap = np.bincount(key, weights=smaller, minlength=(stop - start) * num_g)
-        overlap = overlap.reshape(stop - start, num_g).astype(np.float32)
+        overlap = _min_overlap(block, indptr, indices, gallery.data, column_size, num_g)
         jaccard = 1 - overlap / (2 - overlap)
         out[start:stop] = jaccard * (1 - lambda_value) + out[start:stop] * lambda_value
+
+
+def _min_overlap(block, indptr, indices, data, column_size, num_g) -> np.ndarray:
+    """``sum_k min(block[r, k], gallery[j, k])`` as a float32 [rows, num_g] array.
+
+    Index arithmetic is int32 (the chunking keeps triples and outputs below 2**31): the loop
+    is memory-bound, so halving the index bytes is the main speed lever.
+    """
+    rows = block.shape[0]
+    size = column_size[block.indices].astype(np.int32)
+    first = np.cumsum(size, dtype=np.int64).astype(np.int32) - size
+    position = np.repeat((indptr[block.indices] - first).astype(np.int32), size)
+    position += np.arange(len(position), dtype=np.int32)
+    smaller = np.minimum(np.repeat(block.data, size), data[position])
+    local_row = np.repeat(np.arange(rows, dtype=np.int32) * np.int32(num_g), np.diff(block.indptr))
+    key = np.repeat(local_row, size)
+    key += indices[position]
+    overlap = np.bincount(key, weights=smaller, minlength=rows * num_g)
+    return overlap.reshape(rows, num_g).astype(np.float32)
 
 
 def _split_by_cost(cost: np.ndarray, budget: float, max_rows: int) -> Iterator[tuple[int, int]]:

@@ -48,14 +48,19 @@ def pairwise_distance(x: Tensor, y: Tensor | None = None, metric: str = "euclide
     ``euclidean``: ``sqrt(clamp(||x||^2 + ||y||^2 - 2 x.y, 1e-12))``, computed exactly as
     torchreid's ``TripletLoss`` does so the values agree with it.
     ``cosine``: ``1 - cos(x, y)`` on L2-normalised rows.
+    Half-precision inputs are computed in float32 with autocast off: in float16 the 1e-12
+    floor rounds to 0 and the diagonal's infinite sqrt gradient would turn into NaN.
     """
     check_metric(metric)
     y = x if y is None else y
-    if metric == "cosine":
-        return 1.0 - F.normalize(x, dim=1) @ F.normalize(y, dim=1).t()
-    squared_norms = x.pow(2).sum(dim=1, keepdim=True) + y.pow(2).sum(dim=1, keepdim=True).t()
-    squared = torch.addmm(squared_norms, x, y.t(), beta=1, alpha=-2)
-    return squared.clamp(min=SQUARED_DISTANCE_FLOOR).sqrt()
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x, y = x.float(), y.float()
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        if metric == "cosine":
+            return 1.0 - F.normalize(x, dim=1) @ F.normalize(y, dim=1).t()
+        squared_norms = x.pow(2).sum(dim=1, keepdim=True) + y.pow(2).sum(dim=1, keepdim=True).t()
+        squared = torch.addmm(squared_norms, x, y.t(), beta=1, alpha=-2)
+        return squared.clamp(min=SQUARED_DISTANCE_FLOOR).sqrt()
 
 
 def identity_masks(targets: Tensor) -> tuple[Tensor, Tensor]:
