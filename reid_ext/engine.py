@@ -241,6 +241,15 @@ class ReidEngine(host.get_host().Engine):
         return int(state["epoch"])
 
     # --- evaluation ----------------------------------------------------------------------
+    def embedding_models(self) -> list[tuple[str, nn.Module]]:
+        """The (name, model) pairs whose embeddings are evaluated."""
+        return [("model", self.model)]
+
+    def feature_sets(self, query: dict[str, torch.Tensor], gallery: dict[str, torch.Tensor]
+                     ) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+        """(name, query, gallery) features to rank; the last one is what ``test`` returns."""
+        return [(name, query[name], gallery[name]) for name, _ in self.embedding_models()]
+
     @torch.no_grad()
     def extract_features(self, input: torch.Tensor, **aux: torch.Tensor) -> torch.Tensor:
         with self.autocast():
@@ -248,16 +257,23 @@ class ReidEngine(host.get_host().Engine):
 
     @torch.no_grad()
     def extract_loader(self, loader: Any, desc: str = "features"
-                       ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-        """Features, pids and camids of a whole loader, with a progress bar."""
-        feats, pids, camids = [], [], []
+                       ) -> tuple[dict[str, torch.Tensor], np.ndarray, np.ndarray]:
+        """Every embedding model's features of a whole loader (each batch loaded once), with
+        a progress bar, plus the pids and camids."""
+        models = self.embedding_models()
+        feats: dict[str, list[torch.Tensor]] = {name: [] for name, _ in models}
+        pids, camids = [], []
         for data in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
             imgs, batch_pids, batch_camids = self.parse_data_for_eval(data)
-            out = self.extract_features(imgs.to(self.device), **self.aux_inputs(data))
-            feats.append(out.cpu())
+            imgs = imgs.to(self.device)
+            for name, model in models:
+                with self.autocast():
+                    out = model(imgs, **self.aux_inputs(data, model))
+                feats[name].append(out.float().cpu())
             pids.append(np.asarray(batch_pids))
             camids.append(np.asarray(batch_camids))
-        return torch.cat(feats), np.concatenate(pids), np.concatenate(camids)
+        return ({name: torch.cat(f) for name, f in feats.items()}, np.concatenate(pids),
+                np.concatenate(camids))
 
     @torch.no_grad()
     def _evaluate(self, dataset_name: str = "", query_loader: Any = None,
@@ -266,22 +282,30 @@ class ReidEngine(host.get_host().Engine):
                   visrank_topk: int = 10, save_dir: str = "", use_metric_cuhk03: bool = False,
                   ranks: Sequence[int] = (1, 5, 10, 20), rerank: bool = False
                   ) -> tuple[float, float]:
-        qf, q_pids, q_camids = self.extract_loader(query_loader, f"{dataset_name} query")
-        gf, g_pids, g_camids = self.extract_loader(gallery_loader, f"{dataset_name} gallery")
-        print(f"Extracted query {tuple(qf.shape)} and gallery {tuple(gf.shape)} features")
+        """Rank every feature set; results go to ``last_results[dataset_name]`` (the last set)
+        and, with several sets, also to ``last_results[f"{dataset_name}/{name}"]``."""
+        qfs, q_pids, q_camids = self.extract_loader(query_loader, f"{dataset_name} query")
+        gfs, g_pids, g_camids = self.extract_loader(gallery_loader, f"{dataset_name} gallery")
         if normalize_feature:
-            qf, gf = F.normalize(qf, dim=1), F.normalize(gf, dim=1)
+            qfs = {k: F.normalize(v, dim=1) for k, v in qfs.items()}
+            gfs = {k: F.normalize(v, dim=1) for k, v in gfs.items()}
         protocol = "cuhk03" if use_metric_cuhk03 else self.eval_protocol
-        result = rank_and_report(qf, gf, q_pids, g_pids, q_camids, g_camids,
-                                 metric=dist_metric, ranks=ranks, rerank=rerank,
-                                 protocol=protocol)
+        sets = self.feature_sets(qfs, gfs)
+        for name, qf, gf in sets:
+            print(f"=> {dataset_name}: {name} (query {tuple(qf.shape)}, gallery "
+                  f"{tuple(gf.shape)})")
+            result = rank_and_report(qf, gf, q_pids, g_pids, q_camids, g_camids,
+                                     metric=dist_metric, ranks=ranks, rerank=rerank,
+                                     protocol=protocol)
+            distmat = result.pop("distmat")
+            if len(sets) > 1:
+                self.last_results[f"{dataset_name}/{name}"] = result
         self.last_results[dataset_name] = result
         if visrank:
             host.utils.visualize_ranked_results(
-                result["distmat"], self.datamanager.fetch_test_loaders(dataset_name),
+                distmat, self.datamanager.fetch_test_loaders(dataset_name),
                 self.datamanager.data_type, width=self.datamanager.width,
                 height=self.datamanager.height,
                 save_dir=str(Path(save_dir) / f"visrank_{dataset_name}"), topk=visrank_topk,
             )
-        result.pop("distmat", None)
         return result["rank1"], result["mAP"]

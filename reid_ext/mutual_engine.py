@@ -19,18 +19,13 @@ L2-normalised first when ``normalize_feature`` is set); the concatenation's rank
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
-from tqdm import tqdm
 
 from reid_ext import host
 from reid_ext.engine import ReidEngine, named_outputs
-from reid_ext.evaluation.report import rank_and_report
 from reid_ext.losses.distance import check_metric, pairwise_distance
 from reid_ext.losses.mutual import kl_towards, metric_towards
 from reid_ext.losses.terms import LossTerm, build_loss_terms
@@ -194,55 +189,16 @@ class MutualEngine(ReidEngine):
             super().two_stepped_transfer_learning(epoch, fixbase_epoch, open_layers, model=peer)
 
     # --- evaluation ----------------------------------------------------------------------
-    @torch.no_grad()
-    def extract_all(self, loader: Any, desc: str
-                    ) -> tuple[list[torch.Tensor], np.ndarray, np.ndarray]:
-        """Every peer's features of a whole loader (each batch loaded once), pids, camids."""
-        feats: list[list[torch.Tensor]] = [[] for _ in self.peers]
-        pids, camids = [], []
-        for data in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
-            imgs, batch_pids, batch_camids = self.parse_data_for_eval(data)
-            imgs = imgs.to(self.device)
-            for store, model in zip(feats, self.peers):
-                with self.autocast():
-                    store.append(model(imgs, **self.aux_inputs(data, model)).float().cpu())
-            pids.append(np.asarray(batch_pids))
-            camids.append(np.asarray(batch_camids))
-        return [torch.cat(f) for f in feats], np.concatenate(pids), np.concatenate(camids)
+    def embedding_models(self) -> list[tuple[str, nn.Module]]:
+        return list(zip(self.peer_names, self.peers))
 
-    @torch.no_grad()
-    def _evaluate(self, dataset_name: str = "", query_loader: Any = None,
-                  gallery_loader: Any = None, dist_metric: str = "euclidean",
-                  normalize_feature: bool = False, visrank: bool = False,
-                  visrank_topk: int = 10, save_dir: str = "", use_metric_cuhk03: bool = False,
-                  ranks: Sequence[int] = (1, 5, 10, 20), rerank: bool = False
-                  ) -> tuple[float, float]:
-        qfs, q_pids, q_camids = self.extract_all(query_loader, f"{dataset_name} query")
-        gfs, g_pids, g_camids = self.extract_all(gallery_loader, f"{dataset_name} gallery")
-        if normalize_feature:
-            qfs = [F.normalize(f, dim=1) for f in qfs]
-            gfs = [F.normalize(f, dim=1) for f in gfs]
-        protocol = "cuhk03" if use_metric_cuhk03 else self.eval_protocol
-        candidates = list(zip(self.peer_names, qfs, gfs))
-        candidates.append((CONCAT, torch.cat(qfs, dim=1), torch.cat(gfs, dim=1)))
-        result: dict[str, Any] = {}
-        for name, qf, gf in candidates:
-            print(f"=> {dataset_name}: {name} (query {tuple(qf.shape)}, gallery "
-                  f"{tuple(gf.shape)})")
-            result = rank_and_report(qf, gf, q_pids, g_pids, q_camids, g_camids,
-                                     metric=dist_metric, ranks=ranks, rerank=rerank,
-                                     protocol=protocol)
-            distmat = result.pop("distmat")
-            self.last_results[f"{dataset_name}/{name}"] = result
-        self.last_results[dataset_name] = result  # the concatenation
-        if visrank:
-            host.utils.visualize_ranked_results(
-                distmat, self.datamanager.fetch_test_loaders(dataset_name),
-                self.datamanager.data_type, width=self.datamanager.width,
-                height=self.datamanager.height,
-                save_dir=str(Path(save_dir) / f"visrank_{dataset_name}"), topk=visrank_topk,
-            )
-        return result["rank1"], result["mAP"]
+    def feature_sets(self, query: dict[str, torch.Tensor], gallery: dict[str, torch.Tensor]
+                     ) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+        """Each peer's features, then their concatenation (what ``test`` returns)."""
+        sets = super().feature_sets(query, gallery)
+        concat = (CONCAT, torch.cat([q for _, q, _ in sets], dim=1),
+                  torch.cat([g for _, _, g in sets], dim=1))
+        return [*sets, concat]
 
 
 def _check_peers(models: list, optimizers: list, schedulers: list, names: list,

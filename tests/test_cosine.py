@@ -118,3 +118,20 @@ def test_lazy_head_state_round_trips_into_a_fresh_loss():
     fresh = CosineSoftmaxLoss(3, init_scale=2.0)
     fresh.load_state_dict(trained.state_dict())  # head not built yet: built from the state
     assert fresh(feats, targets).item() == pytest.approx(trained(feats, targets).item())
+
+
+def test_loss_side_head_trains_through_an_engine_loss_term():
+    from reid_ext.losses.terms import build_loss_terms
+
+    (term,) = build_loss_terms(
+        [{"name": "cosine_softmax", "output": "feats", "kwargs": {"lr": 0.05}}], num_classes=3
+    )
+    feats, targets = torch.randn(12, 8), torch.arange(12) % 3
+    first = term({"feats": feats}, targets)
+    term.ensure_optimizer()  # as the engine does after the first forward
+    assert term.optimizer is not None
+    for _ in range(30):
+        term.optimizer.zero_grad()
+        term({"feats": feats}, targets).backward()
+        term.optimizer.step()
+    assert term({"feats": feats}, targets).item() < first.item()

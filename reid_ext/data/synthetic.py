@@ -183,7 +183,9 @@ def _write_dataset(kind: str, options: dict[str, int], root: Path, workers: int 
     bar = tqdm(total=len(plan), desc=f"generating {dataset_name(kind)}", unit="img",
                disable=not progress)
     keypoints: list[np.ndarray] = []
-    if workers > 1 and len(chunks) > 1 and "fork" in multiprocessing.get_all_start_methods():
+    parallel = (workers > 1 and len(chunks) > 1 and not multiprocessing.current_process().daemon
+                and "fork" in multiprocessing.get_all_start_methods())
+    if parallel:
         # fork: the children only need numpy and PIL, and skip re-importing torch
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(workers, mp_context=context) as pool:

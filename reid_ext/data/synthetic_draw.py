@@ -687,8 +687,7 @@ def render_tiger(canvas: Canvas, look: TigerLook, pose: TigerPose, cx: float, cy
     d = pose.direction
     a = 0.5 * length * look.size
     b = 0.38 * a * look.build
-    leg_len = 1.25 * b
-    ground = cy + 0.55 * b + leg_len
+    ground = cy + 0.55 * b + 1.25 * b
     near, far = ("left", "right") if d == 1 else ("right", "left")
     kp = np.zeros((ATRW15.num_keypoints, 3), dtype=np.float32)
 
@@ -701,22 +700,10 @@ def render_tiger(canvas: Canvas, look: TigerLook, pose: TigerPose, cx: float, cy
         return (cx + c * x - s * y, cy + s * x + c * y)
 
     # legs: far pair first (darker, shifted towards the tail), body, then the near pair
-    legs = {}
-    for far_side, (front_swing, hind_swing) in ((True, pose.swings[1::2]),
-                                                (False, pose.swings[0::2])):
-        shift = -0.12 if far_side else 0.0
-        shoulder = body_point(0.62 + shift, 0.1)
-        hip = body_point(-0.6 + shift, 0.0)
-        paw_f = (shoulder[0] + d * leg_len * np.sin(front_swing), ground - 0.1 * b)
-        elbow = _point_along(shoulder, paw_f, 0.5)
-        elbow = (elbow[0] - d * 0.12 * b, elbow[1])
-        paw_h = (hip[0] + d * leg_len * np.sin(hind_swing), ground - 0.1 * b)
-        knee = (hip[0] + d * (0.35 * b + 0.5 * leg_len * np.sin(hind_swing)),
-                hip[1] + 0.45 * (ground - hip[1]))
-        legs[far_side] = (shoulder, elbow, paw_f, hip, knee, paw_h)
-        if not far_side:
-            continue
-        _paint_tiger_legs(canvas, look, legs[far_side], b, ground, shade=0.7)
+    legs = {far_side: _tiger_leg_joints(body_point, d, b, ground, -0.12 if far_side else 0.0,
+                                        pose.swings[1::2] if far_side else pose.swings[0::2])
+            for far_side in (True, False)}
+    _paint_tiger_legs(canvas, look, legs[True], b, ground, shade=0.7)
 
     tail_root = body_point(-0.92, -0.3)
     _paint_tail(canvas, look, pose, tail_root, a, b)
@@ -742,6 +729,23 @@ def render_tiger(canvas: Canvas, look: TigerLook, pose: TigerPose, cx: float, cy
     put("tail", tail_root, 1.0)
     put("center", (cx, cy), 1.0)
     return kp
+
+
+def _tiger_leg_joints(body_point: Callable[[float, float], Point], d: int, b: float,
+                      ground: float, shift: float,
+                      swings: tuple[float, ...]) -> tuple[Point, ...]:
+    """Shoulder, elbow, front paw, hip, knee, back paw of one flank's legs."""
+    front_swing, hind_swing = swings
+    leg_len = 1.25 * b
+    shoulder = body_point(0.62 + shift, 0.1)
+    hip = body_point(-0.6 + shift, 0.0)
+    paw_f = (shoulder[0] + d * leg_len * np.sin(front_swing), ground - 0.1 * b)
+    elbow = _point_along(shoulder, paw_f, 0.5)
+    elbow = (elbow[0] - d * 0.12 * b, elbow[1])
+    paw_h = (hip[0] + d * leg_len * np.sin(hind_swing), ground - 0.1 * b)
+    knee = (hip[0] + d * (0.35 * b + 0.5 * leg_len * np.sin(hind_swing)),
+            hip[1] + 0.45 * (ground - hip[1]))
+    return shoulder, elbow, paw_f, hip, knee, paw_h
 
 
 def _paint_tiger_legs(canvas: Canvas, look: TigerLook, leg: tuple[Point, ...], b: float,

@@ -79,6 +79,8 @@ def evaluate(
     if max_rank < 1:
         raise ValueError(f"max_rank must be >= 1, got {max_rank}")
     num_q, num_g, chunks = _distance_source(distmat, qf, gf, metric, chunk_size)
+    if num_q == 0 or num_g == 0:
+        raise ValueError(f"need at least one query and one gallery item, got {num_q} x {num_g}")
     ids = _check_ids(q_pids, g_pids, q_camids, g_camids, num_q, num_g)
     length = max_rank
     if num_g < max_rank:
@@ -203,13 +205,11 @@ class _GalleryIndex:
 
     def same_identity(self, q_pids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(rows, cols)``: every (query row, gallery column) pair sharing an identity."""
-        slot = np.clip(np.searchsorted(self.pids, q_pids), 0, max(len(self.pids) - 1, 0))
-        found = self.pids[slot] == q_pids if len(self.pids) else np.zeros(len(q_pids), bool)
-        counts = np.where(found, self.counts[slot] if len(self.pids) else 0, 0)
+        slot = np.minimum(np.searchsorted(self.pids, q_pids), len(self.pids) - 1)
+        counts = np.where(self.pids[slot] == q_pids, self.counts[slot], 0)
         rows = np.repeat(np.arange(len(q_pids)), counts)
         offsets = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
-        starts = self.starts[slot] if len(self.pids) else np.zeros(len(q_pids), np.int64)
-        return rows, self.order[np.repeat(starts, counts) + offsets]
+        return rows, self.order[np.repeat(self.starts[slot], counts) + offsets]
 
 
 def _sorted_per_row(rows: np.ndarray, values: np.ndarray, num_rows: int) -> np.ndarray:

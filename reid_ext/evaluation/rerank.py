@@ -16,20 +16,25 @@ difference ~1e-7), at a fraction of its time and memory:
   (query, shared neighbour, gallery) triples in bounded chunks.
 
 :func:`k_reciprocal_rerank_features` starts from features instead: distances are computed per
-row chunk (or neighbours found with faiss), so galleries of 100k+ fit in a few GiB. Its
+row chunk by matrix products, so galleries of 100k+ fit in a few GiB. Its
 original distance is the matrix version's with ``D = pairwise_distance(all, all, metric)``
 (``metric="euclidean"`` is torchreid's squared euclidean distance, what the host's engine feeds
 ``re_ranking``); as ``D`` is then symmetric, the per-column normalisation is per row.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from reid_ext.evaluation.neighbors import (
+    DEFAULT_BLOCK_ELEMENTS,
+    PRODUCT_BLOCK_ELEMENTS,
+    PRODUCT_MIN_ROWS,
     DistanceTo,
     as_numpy,
     as_tensor,
@@ -37,7 +42,9 @@ from reid_ext.evaluation.neighbors import (
     rows_per_chunk,
 )
 
-TRIPLES_PER_CHUNK = 1 << 23  # bounds the Jaccard step's working memory (~0.4 GB)
+# Triples per Jaccard chunk: small enough that the scatter target and temporaries stay in
+# cache (measured ~2x faster than 8M-triple chunks), large enough to amortise numpy calls.
+TRIPLES_PER_CHUNK = 1 << 20
 
 
 def k_reciprocal_rerank(
@@ -83,7 +90,7 @@ def k_reciprocal_rerank_features(
 
 # --- where rows of the original distance come from -------------------------------------------
 class _MatrixDistances:
-    """Rows of ``S[i, j] = float32(D[j, i] ** 2)`` for the stacked matrix of three blocks."""
+    """Rows of ``D^T`` (the host's row i of M is column i of D) from the three blocks."""
 
     def __init__(self, q_g, q_q, g_g) -> None:
         self.q_g, self.q_q, self.g_g = as_numpy(q_g), as_numpy(q_q), as_numpy(g_g)
@@ -96,28 +103,34 @@ class _MatrixDistances:
             if array.ndim != 2 or (num_q >= 0 and array.shape != shape):
                 raise ValueError(f"'{name}' must have shape {shape}, got {array.shape}")
         self.num_query, self.num_all = num_q, num_q + num_g
-        # np.concatenate in the host promotes the three blocks to one dtype before squaring
+        self.block_budget = (DEFAULT_BLOCK_ELEMENTS, 1)
+        # np.concatenate in the host promotes the three blocks to one dtype before squaring;
+        # integers are squared exactly in float64 instead
         self.dtype = np.result_type(self.q_g, self.q_q, self.g_g)
+        if not np.issubdtype(self.dtype, np.floating):
+            self.dtype = np.dtype(np.float64)
 
-    def rows(self, start: int, stop: int) -> Iterator[tuple[int, int, torch.Tensor]]:
-        """Split ``start:stop`` at the query/gallery border; yield squared rows of each part."""
+    def rows(self, start: int, stop: int) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor]]:
+        """``(start, stop, |D^T| rows, their maxima)`` for ``start:stop``, split at the query
+        border; row i of the host's M is column i of D, so the blocks are transposed copies."""
         q = self.num_query
         if start < q:
             end = min(stop, q)
-            block = np.concatenate([self.q_q[:, start:end].T, self.q_g[start:end]], axis=1)
-            yield start, end, self._square(block)
+            block = np.empty((end - start, self.num_all), self.dtype)
+            peak = _abs_transposed(block[:, :q], self.q_q[:, start:end])
+            np.abs(self.q_g[start:end], out=block[:, q:])
+            peak = np.maximum(peak, block[:, q:].max(1, initial=0))
+            yield start, end, torch.from_numpy(block), torch.from_numpy(peak)
         if stop > q:
             begin = max(start, q)
             cols = slice(begin - q, stop - q)
-            block = np.concatenate([self.q_g[:, cols].T, self.g_g[:, cols].T], axis=1)
-            yield begin, stop, self._square(block)
-
-    def _square(self, block: np.ndarray) -> torch.Tensor:
-        block = torch.from_numpy(np.ascontiguousarray(block, dtype=self.dtype))
-        return block.square_().to(torch.float32)
+            block = np.empty((stop - begin, self.num_all), self.dtype)
+            peak = _abs_transposed(block[:, :q], self.q_g[:, cols])
+            peak = np.maximum(peak, _abs_transposed(block[:, q:], self.g_g[:, cols]))
+            yield begin, stop, torch.from_numpy(block), torch.from_numpy(peak)
 
     def pair_values(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-        """``S[i, j]`` for index arrays; the host reads ``D[j, i]``."""
+        """The host's ``float32(D[j, i] ** 2)`` at index arrays ``i``, ``j``."""
         q = self.num_query
         out = np.empty(len(i), self.dtype)
         for j_query, i_query, read in (
@@ -131,8 +144,23 @@ class _MatrixDistances:
         return np.square(out).astype(np.float32)
 
 
+def _abs_transposed(dst: np.ndarray, src: np.ndarray, tile: int = 128) -> np.ndarray:
+    """``dst[...] = |src.T|``; returns the row maxima of ``dst``.
+
+    Works in tiles of ``tile`` source rows: a column slice of a big C-order matrix transposed
+    in one go misses the cache on every element (~5x slower), and each tile's maximum is taken
+    while the tile is still in cache.
+    """
+    peak = np.zeros(dst.shape[0], dst.dtype)
+    for start in range(0, src.shape[0], tile):
+        part = dst[:, start : start + tile]
+        np.abs(src[start : start + tile].T, out=part)
+        np.maximum(peak, part.max(1), out=peak)
+    return peak
+
+
 class _FeatureDistances:
-    """Rows of ``S[i, j] = float32(d(x_i, x_j) ** 2)`` computed from features per chunk."""
+    """Rows of ``D[i, j] = d(x_i, x_j)`` computed from features per chunk (D is symmetric)."""
 
     def __init__(self, qf, gf, metric: str) -> None:
         qt, gt = as_tensor(qf, "qf").float(), as_tensor(gf, "gf").float()
@@ -141,10 +169,12 @@ class _FeatureDistances:
         self.features = torch.cat([qt, gt])
         self.metric = metric
         self.to_all = DistanceTo(self.features, metric)
+        self.block_budget = (PRODUCT_BLOCK_ELEMENTS, PRODUCT_MIN_ROWS)
         self.num_query, self.num_all = qt.shape[0], self.features.shape[0]
 
-    def rows(self, start: int, stop: int) -> Iterator[tuple[int, int, torch.Tensor]]:
-        yield start, stop, self.to_all(self.features[start:stop]).square_()
+    def rows(self, start: int, stop: int) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor]]:
+        block = self.to_all(self.features[start:stop]).abs_()
+        yield start, stop, block, block.amax(1)
 
     def pair_values(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         out = np.empty(len(i), np.float32)
@@ -195,7 +225,8 @@ def _rerank(source, k1: int, k2: int, lambda_value: float, chunk_size: int | Non
 
 
 def _host_neighbour_lists(source, boundaries, chunk_size):
-    """Each row's ``max(boundaries)`` nearest columns of ``M = S / rowmax``, host-consistent.
+    """Each row's ``max(boundaries)`` nearest columns of the host's ``M``, as sets its argsort
+    would give at every boundary (ties across a boundary: that row goes through np.argsort).
 
     Returns ``(neighbours [N, K] int64, row maxima [N] float32, M's query-gallery block)``.
     """
@@ -206,26 +237,55 @@ def _host_neighbour_lists(source, boundaries, chunk_size):
     neighbours = np.empty((n, width), np.int64)
     row_max = np.empty(n, np.float32)
     original_qg = np.empty((q, n - q), np.float32)
-    step = rows_per_chunk(n, chunk_size)
-    for chunk_start in range(0, n, step):
-        for start, stop, sq in source.rows(chunk_start, min(chunk_start + step, n)):
-            peak = sq.max(1).values
-            values, index = torch.topk(sq, take, 1, largest=False, sorted=True)
-            scaled = values / peak.unsqueeze(1)
+    step = rows_per_chunk(n, chunk_size, *source.block_budget)
+    spans = [(a, min(a + step, n)) for a in range(0, n, step)]
+    for blocks in _prefetched(spans, lambda span: list(source.rows(*span))):
+        for start, stop, dist, dist_max in blocks:
+            # |D| orders a row as the host's float32(D**2) does (rounding of squares is
+            # monotone); squares it merges into ties show up in the check below.
+            peak = _square32(dist_max)
+            values, index = torch.topk(dist, take, 1, largest=False, sorted=True)
+            scaled = _square32(values) / peak.unsqueeze(1)
             tied = torch.zeros(stop - start, dtype=torch.bool)
             for b in checked:
                 tied |= scaled[:, b - 1] == scaled[:, b]
             index = index[:, :width].numpy().copy()
             for r in torch.nonzero(tied).flatten().tolist():
-                row = (sq[r] / peak[r]).numpy()
+                row = (_square32(dist[r]) / peak[r]).numpy()
                 index[r] = np.argsort(row)[:width]  # the host's own ordering of this row
             neighbours[start:stop] = index
             row_max[start:stop] = peak.numpy()
             if start < q:  # keep M's query-gallery block: it is the output's other term
                 end = min(stop, q)
-                scaled_qg = sq[: end - start, q:] / peak[: end - start].unsqueeze(1)
-                original_qg[start:end] = scaled_qg.numpy()
+                target = torch.from_numpy(original_qg[start:end])
+                if dist.dtype == torch.float32:
+                    torch.square(dist[: end - start, q:], out=target)
+                else:
+                    target.copy_(_square32(dist[: end - start, q:]))
+                target.div_(peak[: end - start].unsqueeze(1))
     return neighbours, row_max, original_qg
+
+
+def _prefetched(items: list, build: Callable[[Any], Any]) -> Iterator[Any]:
+    """``build(item)`` for each item, the next one built in a helper thread meanwhile.
+
+    Building a block (numpy copies, or a matrix product) overlaps with ranking the previous
+    one; at most two blocks exist at a time.
+    """
+    if not items:
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(build, items[0])
+        for index in range(len(items)):
+            ready = pending.result()
+            if index + 1 < len(items):
+                pending = pool.submit(build, items[index + 1])
+            yield ready
+
+
+def _square32(values: torch.Tensor) -> torch.Tensor:
+    """The host's ``np.power(D, 2).astype(np.float32)``: square in D's dtype, then round."""
+    return values.square().to(torch.float32)
 
 
 def _membership(neighbours: np.ndarray, count: int, n: int) -> sp.csr_matrix:
@@ -269,33 +329,37 @@ def _jaccard_blend(weights: sp.csr_matrix, q: int, lambda_value: float, out: np.
     """
     queries = weights[:q]
     gallery = weights[q:].tocsc()
-    num_g = gallery.shape[0]
     column_size = np.diff(gallery.indptr)
     query_rows = np.repeat(np.arange(q), np.diff(queries.indptr))
     cost = np.bincount(query_rows, weights=column_size[queries.indices], minlength=q)
-    indptr, indices = gallery.indptr.astype(np.int64), gallery.indices.astype(np.int32)
-    for start, stop in _split_by_cost(cost, TRIPLES_PER_CHUNK, max(1, (1 << 23) // num_g)):
-        block = queries[start:stop]
-        overlap = _min_overlap(block, indptr, indices, gallery.data, column_size, num_g)
+    max_rows = max(1, (1 << 22) // max(1, gallery.shape[0]))
+    for start, stop in _split_by_cost(cost, TRIPLES_PER_CHUNK, max_rows):
+        overlap = _min_overlap(queries[start:stop], gallery)
         jaccard = 1 - overlap / (2 - overlap)
         out[start:stop] = jaccard * (1 - lambda_value) + out[start:stop] * lambda_value
 
 
-def _min_overlap(block, indptr, indices, data, column_size, num_g) -> np.ndarray:
-    """``sum_k min(block[r, k], gallery[j, k])`` as a float32 [rows, num_g] array.
+def _min_overlap(block: sp.csr_matrix, gallery: sp.csc_matrix) -> np.ndarray:
+    """``sum_k min(block[r, k], gallery[j, k])`` as a float32 [rows, num_gallery] array.
 
-    Index arithmetic is int32 (the chunking keeps triples and outputs below 2**31): the loop
-    is memory-bound, so halving the index bytes is the main speed lever.
+    For each stored (r, k) the gallery's column k is one contiguous slice of the CSC arrays;
+    the slices are concatenated, paired with ``block[r, k]`` and summed into (r, j) cells by
+    ``bincount``. Keys are int32 (the chunking keeps rows x num_gallery below 2**31).
     """
-    rows = block.shape[0]
-    size = column_size[block.indices].astype(np.int32)
-    first = np.cumsum(size, dtype=np.int64).astype(np.int32) - size
-    position = np.repeat((indptr[block.indices] - first).astype(np.int32), size)
-    position += np.arange(len(position), dtype=np.int32)
-    smaller = np.minimum(np.repeat(block.data, size), data[position])
-    local_row = np.repeat(np.arange(rows, dtype=np.int32) * np.int32(num_g), np.diff(block.indptr))
-    key = np.repeat(local_row, size)
-    key += indices[position]
+    rows, num_g = block.shape[0], gallery.shape[0]
+    lo = gallery.indptr[block.indices]
+    hi = gallery.indptr[block.indices + 1]
+    gallery_rows = np.concatenate(
+        [gallery.indices[a:b] for a, b in zip(lo.tolist(), hi.tolist())] or [np.zeros(0, int)]
+    ).astype(np.int32, copy=False)
+    gallery_values = np.concatenate(
+        [gallery.data[a:b] for a, b in zip(lo.tolist(), hi.tolist())] or [np.zeros(0)]
+    )
+    size = hi - lo
+    key = np.repeat(np.arange(rows, dtype=np.int32) * np.int32(num_g), np.diff(block.indptr))
+    key = np.repeat(key, size)
+    key += gallery_rows
+    smaller = np.minimum(np.repeat(block.data, size), gallery_values)
     overlap = np.bincount(key, weights=smaller, minlength=rows * num_g)
     return overlap.reshape(rows, num_g).astype(np.float32)
 
