@@ -6,8 +6,11 @@ and ``k_reciprocal_rerank``, each call in a fresh subprocess that loads the same
 and prints time ratios, peak-RSS ratios and the largest difference of the results. Then it
 runs reid_ext's ``k_reciprocal_rerank_features`` alone on a large gallery (default 100k).
 
-Peak RSS is the subprocess's ``ru_maxrss`` after the call; "extra" subtracts the RSS it had
-once the inputs were loaded (the inputs are the same for both sides).
+Memory: once the inputs are loaded, the worker resets the kernel's peak-RSS mark
+(``/proc/self/clear_refs``), so "peak" is the process's highest RSS *during the call* (torch
+import and inputs included, as they stay resident) and "extra" is that peak minus the RSS just
+before the call -- what the call itself allocates. Without clear_refs (non-Linux) the peak is
+``ru_maxrss``, which may then be the torch import's transient peak.
 
     python benchmarks/evaluation.py                      # 500x2500, 1500x7500, 3368x15913 + 100k
     python benchmarks/evaluation.py --quick              # 300x1500 and a 10k-gallery run
@@ -32,8 +35,31 @@ IMAGES_PER_ID = 21  # Market-1501's test split: 15,913 gallery images of 751 ide
 NUM_CAMS = 6
 
 
+def _status_mb(field: str) -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return float(line.split()[1]) / 1024  # kB
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS; False where unsupported."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def current_rss_mb() -> float:
+    return _status_mb("VmRSS") or 0.0
+
+
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    return _status_mb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # --- worker side: one measured call per process ----------------------------------------------
@@ -54,7 +80,8 @@ def run_worker(task: str, data: Path, out: Path) -> None:
         inputs = tuple(np.load(data / f"{name}.npy") for name in ("q_g", "q_q", "g_g"))
     else:  # rerank from features
         inputs = tuple(torch.from_numpy(np.load(data / f"{name}.npy")) for name in ("qf", "gf"))
-    baseline = peak_rss_mb()
+    reset_peak_rss()
+    baseline = current_rss_mb()
     start = time.perf_counter()
     if task == "eval_host":
         cmc, m_ap = host.metrics.evaluate_rank(*inputs, *id_args, 50, use_cython=False)

@@ -24,11 +24,18 @@ def save_atomic(state: dict[str, Any], path: str | Path) -> Path:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes it owner-only
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _numpy_safe_globals() -> list[Any]:
@@ -84,3 +91,29 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_matching_weights(model: torch.nn.Module, path: str | Path) -> list[str]:
+    """Load the entries of a checkpoint whose names and shapes fit ``model``.
+
+    The replacement for torchreid's ``load_pretrained_weights`` (which fails under
+    torch >= 2.6): loads with ``weights_only=True``, strips a DataParallel ``module.`` prefix,
+    and skips entries that do not fit (typically the classifier of another dataset). Returns
+    the skipped names; raises if nothing fits, which means the wrong file.
+    """
+    state = load_checkpoint(path)
+    state = state.get("state_dict", state)
+    own = model.state_dict()
+    fitting, skipped = {}, []
+    for key, value in state.items():
+        key = key[len("module."):] if key.startswith("module.") else key
+        if key in own and own[key].shape == value.shape:
+            fitting[key] = value
+        else:
+            skipped.append(key)
+    if not fitting:
+        raise ValueError(f"no weight in '{path}' fits the model (first keys: "
+                         f"{list(state)[:5]}); is it a checkpoint of another architecture?")
+    model.load_state_dict(fitting, strict=False)
+    print(f'Loaded {len(fitting)} weights from "{path}"; skipped {len(skipped)}: {skipped[:5]}')
+    return skipped

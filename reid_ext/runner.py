@@ -7,6 +7,7 @@ import torch
 from yacs.config import CfgNode
 
 from reid_ext import host
+from reid_ext.checkpoint import load_matching_weights
 from reid_ext.config import host_loss_mode, loss_terms_from_config
 from reid_ext.data.options import set_dataset_options
 from reid_ext.engine import ReidEngine
@@ -114,7 +115,7 @@ def _build_one(cfg: CfgNode, name: str, num_classes: int, terms: list[dict[str, 
     model = build_model(name, num_classes=num_classes, loss=host_loss_mode(terms),
                         pretrained=cfg.model.pretrained, **dict(cfg.model.kwargs))
     if cfg.model.load_weights:
-        host.utils.load_pretrained_weights(model, cfg.model.load_weights)
+        load_matching_weights(model, cfg.model.load_weights)
     return model.cuda() if torch.cuda.is_available() else model
 
 

@@ -17,6 +17,30 @@ def plottable(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
             and r["infer_img_s_b32"] > 0]
 
 
+# Label positions tried in turn (offset in points, horizontal alignment) until one is free.
+LABEL_OFFSETS = (((5, 4), "left"), ((5, -11), "left"), ((-5, 4), "right"), ((-5, -11), "right"))
+
+
+def place_labels(fig: Any, ax: Any, labels: Sequence[str], xs: Sequence[float],
+                 ys: Sequence[float]) -> None:
+    """Annotate each point, moving a label to another corner when it would overlap one drawn."""
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    for label, x, y in zip(labels, xs, ys):
+        for offset, align in LABEL_OFFSETS:
+            text = ax.annotate(label, (x, y), textcoords="offset points", xytext=offset,
+                               ha=align, fontsize=8)
+            box = text.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            text.remove()
+        else:
+            text = ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 4),
+                               fontsize=8)
+            box = text.get_window_extent(renderer)
+        placed.append(box)
+
+
 def plot_accuracy_vs_speed(rows: Sequence[Mapping[str, Any]], path: str | Path,
                            title: str = "") -> Path | None:
     """Scatter of mAP (%) against inference img/s; returns None when no row can be drawn."""
@@ -24,6 +48,7 @@ def plot_accuracy_vs_speed(rows: Sequence[Mapping[str, Any]], path: str | Path,
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     points = plottable(rows)
     if not points:
@@ -36,10 +61,11 @@ def plot_accuracy_vs_speed(rows: Sequence[Mapping[str, Any]], path: str | Path,
         for row, x, y in zip(points, speeds, maps):
             ax.scatter(x, y, s=40, color=colours.get(str(row.get("origin")), "tab:gray"),
                        zorder=3)
-            ax.annotate(str(row["model"]), (x, y), textcoords="offset points", xytext=(5, 4),
-                        fontsize=8)
         if max(speeds) / min(speeds) > LOG_AXIS_RATIO:
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.margins(x=0.15, y=0.1)
+        place_labels(fig, ax, [str(r["model"]) for r in points], speeds, maps)
         for origin, colour in colours.items():
             if any(r.get("origin") == origin for r in points):
                 ax.scatter([], [], color=colour, label=origin)
@@ -48,7 +74,6 @@ def plot_accuracy_vs_speed(rows: Sequence[Mapping[str, Any]], path: str | Path,
         ax.set_ylabel("mAP (%)")
         ax.set_title(title or "accuracy against speed")
         ax.grid(True, alpha=0.3)
-        ax.margins(x=0.15, y=0.1)
         fig.tight_layout()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
