@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import stat
 
 import numpy as np
@@ -40,7 +41,7 @@ def test_torchreid_style_checkpoint_loads_with_weights_only(tmp_path):
     # torchreid stores rank1 as a numpy float: plain torch.load(weights_only=True) refuses it
     path = tmp_path / "host.pth.tar"
     torch.save({"state_dict": {}, "rank1": np.float64(0.75), "epoch": 3}, path)
-    with pytest.raises(Exception):
+    with pytest.raises(pickle.UnpicklingError):
         torch.load(path, weights_only=True)
     assert load_checkpoint(path)["rank1"] == 0.75
 
