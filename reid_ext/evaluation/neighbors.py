@@ -111,7 +111,7 @@ def faiss_available() -> bool:
     return importlib.util.find_spec("faiss") is not None
 
 
-def _resolve_backend(backend: str, num_rows: int, metric: str) -> str:
+def _resolve_backend(backend: str, num_rows: int) -> str:
     if backend not in ("auto", "torch", "faiss"):
         raise ValueError(f"unknown knn backend '{backend}'; expected 'auto', 'torch' or 'faiss'")
     if backend == "faiss" and not faiss_available():
@@ -140,7 +140,7 @@ def knn(
     yt = xt if y is None else as_tensor(y, "y").float()
     if not 1 <= k <= yt.shape[0]:
         raise ValueError(f"k must be in [1, {yt.shape[0]}] (the number of points), got {k}")
-    if _resolve_backend(backend, yt.shape[0], metric) == "faiss":
+    if _resolve_backend(backend, yt.shape[0]) == "faiss":
         return _knn_faiss(xt, yt, k, metric)
     dists, idxs = [], []
     for _, _, block in distance_chunks(xt, yt, metric, chunk_size):

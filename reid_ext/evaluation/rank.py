@@ -1,12 +1,13 @@
 """CMC, mAP and mINP, vectorised and chunked, equal to torchreid's ``evaluate_rank``.
 
-The host sorts every query row (``np.argsort``) and loops over queries in Python. Here the
-queries go in chunks; a chunk never needs a sort of its rows: the rank of each correct match
-among the kept gallery items is the number of kept non-matches closer than it plus the number
-of matches before it, counted with ``searchsorted`` against the (few) sorted match distances.
-Rows where a non-match ties a match distance exactly (or holding NaN) are where the host's
-unstable sort decides the order, so those rows, and the ``cuhk03`` protocol that needs the full
-order, are sorted with the host's own ``np.argsort`` per row, which reproduces its order.
+The host argsorts the whole q x g matrix and loops over queries in Python. Here queries go in
+chunks and no argsort is needed: the rank of a correct match among the kept gallery items is
+the number of kept non-matches closer than it plus the number of matches before it. With a
+chunk's rows value-sorted (``np.sort``, a fraction of ``argsort``'s cost) that is a binary
+search per match, minus the few removed items and matches below it. Rows where a non-match ties
+a match distance exactly (or holding NaN/inf) are where the host's unstable sort decides the
+order, so those rows, and the ``cuhk03`` protocol that needs the full order, are sorted with the
+host's own ``np.argsort`` per row, which reproduces its order (same algorithm, same row).
 
 ``cuhk03`` samples one gallery image per identity ``num_repeats`` times per query exactly as the
 host does with ``np.random.choice``: the same draws, consumed from the same legacy
@@ -69,7 +70,8 @@ def evaluate(
     computed per query chunk with ``metric``, see :mod:`reid_ext.evaluation.neighbors`).
     ``protocol="market"`` drops gallery items with the query's identity *and* camera;
     ``"cuhk03"`` additionally samples one gallery image per identity (single-gallery-shot),
-    ``seed`` choosing the legacy ``RandomState`` stream (``None``: the global one).
+    ``seed`` choosing the legacy ``RandomState`` stream (``None``: the global one); its CMC
+    has at most one rank per gallery identity, as in the host.
     ``chunk_size`` is the number of query rows per chunk (default: ~4M distances per chunk).
     mINP follows Ye et al. (TPAMI 2021): mean over queries of (#correct) / (rank of the
     hardest correct match).
@@ -91,8 +93,8 @@ def evaluate(
             stacklevel=2,
         )
     if protocol == "market":
-        return _evaluate_market(chunks, ids, num_q, length)
-    return _evaluate_cuhk03(chunks, ids, num_q, length, seed)
+        return _evaluate_market(chunks, ids, length)
+    return _evaluate_cuhk03(chunks, ids, length, seed)
 
 
 def pool_multi_query(
@@ -296,8 +298,9 @@ def _query_scores(ranks: np.ndarray, n_match: np.ndarray) -> tuple[np.ndarray, n
 
 # --- protocols -------------------------------------------------------------------------------
 class _Accumulator:
-    def __init__(self, length: int) -> None:
-        self.length = length
+    """Per-query CMC rows, APs and INPs of the valid queries, and the skipped count."""
+
+    def __init__(self) -> None:
         self.cmc_rows: list[np.ndarray] = []
         self.ap: list[np.ndarray] = []
         self.inp: list[np.ndarray] = []
@@ -326,10 +329,10 @@ class _Accumulator:
         )
 
 
-def _evaluate_market(chunks, ids, num_q, length) -> RankResult:
+def _evaluate_market(chunks, ids, length: int) -> RankResult:
     g_pids, g_cams = ids["g_pids"], ids["g_camids"]
     gallery = _GalleryIndex(g_pids, g_cams)
-    acc = _Accumulator(length)
+    acc = _Accumulator()
     for start, stop, dist in chunks:
         dist = _comparable(dist)
         qp, qc = ids["q_pids"][start:stop], ids["q_camids"][start:stop]
@@ -361,10 +364,10 @@ def _comparable(dist: torch.Tensor) -> np.ndarray:
     return array
 
 
-def _evaluate_cuhk03(chunks, ids, num_q, length, seed) -> RankResult:
+def _evaluate_cuhk03(chunks, ids, length: int, seed: int | None) -> RankResult:
     g_pids, g_cams = ids["g_pids"], ids["g_camids"]
     sampler = HostChoiceStream(seed)
-    acc = _Accumulator(length)
+    acc = _Accumulator()
     try:
         for start, stop, dist in chunks:
             qp, qc = ids["q_pids"][start:stop], ids["q_camids"][start:stop]
@@ -415,12 +418,17 @@ class HostChoiceStream:
     def __init__(self, seed: int | None) -> None:
         self.state_owner = np.random if seed is None else np.random.RandomState(seed)
         self._reader = np.random.RandomState()
+        self._sync()
+
+    def _sync(self) -> None:
+        """Read ahead from the owner's current state, nothing consumed yet."""
         self._reader.set_state(self.state_owner.get_state())
         self._raw: list[int] = []
         self._pos = 0
         self._consumed = 0
 
     def choose(self, sizes: np.ndarray) -> np.ndarray:
+        """One ``np.random.choice`` of an ``n``-element list for each ``n`` in ``sizes``."""
         out = np.zeros(len(sizes), np.int64)
         masks = (1 << np.ceil(np.log2(np.maximum(sizes, 1))).astype(np.int64)) - 1
         raw, pos = self._raw, self._pos
@@ -445,4 +453,4 @@ class HostChoiceStream:
         used = self._consumed + self._pos
         if used:
             self.state_owner.randint(0, 2**32, size=used, dtype=np.uint32)
-        self._consumed = -self._pos
+        self._sync()
