@@ -11,7 +11,7 @@ under two protocols:
   Market-1501 rule the host evaluator applies (same identity + same camera dropped per query).
 
 It prints mean +- std over seeds of R1, R5, mAP and training time next to the report's numbers
-(with the ratio ours / report) and rewrites the table block of docs/benchmarks_col780.md.
+(with the ratio ours / report) and rewrites the table block of docs/benchmarks.md.
 
     python benchmarks/col780_table.py --epochs 2 --seeds 1 2 3
 """
@@ -39,7 +39,7 @@ from reid_ext.evaluation.neighbors import pairwise_distance  # noqa: E402
 from reid_ext.evaluation.rank import evaluate  # noqa: E402
 from reid_ext.runner import build_engine  # noqa: E402
 
-DOC = REPO / "docs" / "benchmarks_col780.md"
+DOC = REPO / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- col780-table:begin -->", "<!-- col780-table:end -->"
 
 

@@ -1,6 +1,6 @@
 """CE + triplet_hard + center (the strong baseline) against CE alone, equal epochs and seeds.
 
-    PYTHONPATH=. python benchmarks/strong_baseline.py [--seeds 1 2] [--epochs 12]
+    PYTHONPATH=. python benchmarks/strong_baseline.py [--seeds 1 2] [--epochs 10]
 
 Trains configs/strong_baseline_synthetic.yaml twice per seed (its loss terms, then softmax
 alone) and prints R1/mAP/mINP per run and the mean over seeds, as a markdown table.
@@ -36,7 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--root", default="reid-data")
     args = parser.parse_args()
     rows = {"CE + triplet_hard + center": [], "CE alone": []}

@@ -9,7 +9,7 @@ from yacs.config import CfgNode
 from reid_ext import host
 from reid_ext.checkpoint import load_matching_weights
 from reid_ext.config import host_loss_mode, loss_terms_from_config
-from reid_ext.data.options import set_dataset_options
+from reid_ext.data.options import clear_dataset_options, set_dataset_options
 from reid_ext.engine import ReidEngine
 from reid_ext.models.factory import build_model, model_aux_inputs
 
@@ -67,7 +67,12 @@ def engine_run_kwargs(cfg: CfgNode) -> dict[str, Any]:
 
 
 def apply_dataset_options(cfg: CfgNode) -> None:
-    """Hand ``data.options.<dataset>`` to the dataset classes torchreid will construct."""
+    """Hand ``data.options.<dataset>`` to the dataset classes torchreid will construct.
+
+    The table is replaced, not merged, so options of an earlier config in the same process
+    do not leak into this one.
+    """
+    clear_dataset_options()
     for name, options in cfg.data.options.items():
         set_dataset_options(name, **dict(options))
 

@@ -12,9 +12,12 @@ COL780_ROOT = Path(os.environ.get("REID_EXT_COL780", REPO.parent / "shared" / "d
 
 
 @pytest.fixture(autouse=True)
-def _deterministic_torch():
+def _deterministic_torch_and_clean_dataset_options():
+    from reid_ext.data.options import clear_dataset_options
+
     torch.manual_seed(0)
     yield
+    clear_dataset_options()
 
 
 @pytest.fixture

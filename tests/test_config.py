@@ -59,3 +59,15 @@ def test_missing_file_and_odd_overrides(tmp_path):
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="KEY VALUE"):
         load_config(None, ["train.lr"])
+
+
+def test_dataset_options_do_not_leak_between_configs():
+    from reid_ext.data.options import get_dataset_options, set_dataset_options
+    from reid_ext.runner import apply_dataset_options
+
+    set_dataset_options("col780", data_dir="/elsewhere")
+    apply_dataset_options(load_config(None, ["data.options.synthetic_person.num_train_ids", "8"]))
+    assert get_dataset_options("synthetic_person") == {"num_train_ids": 8}
+    assert get_dataset_options("col780") == {}
+    apply_dataset_options(load_config(None))
+    assert get_dataset_options("synthetic_person") == {}

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import reid_ext  # noqa: F401  (registers models, datasets, samplers, losses)
-from reid_ext import host
 from reid_ext.config import ConfigError, load_config
+from reid_ext.logfile import tee_stdout
 from reid_ext.runner import run
 
 
@@ -28,10 +28,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     log_name = "test.log" if cfg.test.evaluate else "train.log"
     log_name += time.strftime("-%Y-%m-%d-%H-%M-%S")
-    Path(cfg.data.save_dir).mkdir(parents=True, exist_ok=True)
-    sys.stdout = host.utils.Logger(str(Path(cfg.data.save_dir) / log_name))
-    print(f"Show configuration\n{cfg}\n")
-    run(cfg)
+    with tee_stdout(Path(cfg.data.save_dir) / log_name):
+        print(f"Show configuration\n{cfg}\n")
+        run(cfg)
     return 0
 
 
