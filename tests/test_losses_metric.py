@@ -118,14 +118,14 @@ def ref_triplet_improved(x, labels, metric, margin, soft, beta, beta_weight):
     return mean_or_zero(triplets) + beta_weight * mean_or_zero(absolutes)
 
 
-def ref_quadruplet(x, labels, metric, margin, soft, margin2):
+def ref_quadruplet(x, labels, metric, margin, soft, margin2, relative=True):
     triplets, seconds = [], []
     for a in range(len(labels)):
         pos, neg = positives_negatives(labels, a)
-        if not pos:
+        if not pos and relative:
             continue
-        d_ap = max(ref_distance(x, a, p, metric) for p in pos)
-        if neg:
+        if pos and neg:
+            d_ap = max(ref_distance(x, a, p, metric) for p in pos)
             d_an = min(ref_distance(x, a, n, metric) for n in neg)
             triplets.append(ref_hinge(d_ap, d_an, margin, soft))
         foreign_pairs = [
@@ -135,7 +135,8 @@ def ref_quadruplet(x, labels, metric, margin, soft, margin2):
             if k != l and labels[k] != labels[l] and labels[a] not in (labels[k], labels[l])
         ]
         if foreign_pairs:
-            seconds.append(ref_hinge(d_ap, min(foreign_pairs), margin2, soft))
+            d_first = max(ref_distance(x, a, p, metric) for p in pos) if relative else 0.0
+            seconds.append(ref_hinge(d_first, min(foreign_pairs), margin2, soft))
     return mean_or_zero(triplets) + mean_or_zero(seconds)
 
 
@@ -170,6 +171,26 @@ def test_triplet_family_matches_loop_reference(name, soft, metric, batch):
     want = reference(x, labels, metric, margin, soft, *extra.values())
     assert got.item() == pytest.approx(want, abs=1e-5, rel=1e-5)
     assert got.grad_fn is not None
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("soft", [False, True])
+def test_absolute_quadruplet_matches_loop_reference(soft, metric, batch):
+    """The issue's form: triplet + relu(margin2 - d(B, C)) over foreign negative pairs."""
+    labels = BATCHES[batch]
+    x = features(len(labels), seed=5).requires_grad_()
+    margin, margin2 = (0.3, 2.0) if metric == "euclidean" else (0.05, 0.5)
+    loss = quadruplet(margin=margin, margin2=margin2, soft_margin=soft, metric=metric,
+                      relative=False)
+    got = loss(x, torch.tensor(labels))
+    want = ref_quadruplet(x, labels, metric, margin, soft, margin2, relative=False)
+    assert got.item() == pytest.approx(want, abs=1e-5, rel=1e-5)
+    labels3 = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 3])
+    x3 = features(len(labels3), dim=5, seed=11).requires_grad_()
+    check = quadruplet(margin=10.0, margin2=50.0, soft_margin=soft, metric=metric,
+                       relative=False)
+    assert torch.autograd.gradcheck(lambda f: check(f, labels3), (x3,))
 
 
 @pytest.mark.parametrize("batch", BATCHES)

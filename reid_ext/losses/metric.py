@@ -177,12 +177,17 @@ class QuadrupletLoss(BatchHardTripletLoss):
     ``a``'s (the pair shares no image with the anchor's identity). Each term is averaged over
     the anchors that can form it (the second needs at least three identities in the batch).
     Chen et al. use ``margin2 < margin``.
+
+    ``relative=False`` gives the absolute second term ``relu(margin2 - d_kl)`` (negative pairs
+    pushed beyond ``margin2`` whatever the anchor's positives), averaged over every anchor
+    with such a pair; the default is the paper's relative form above.
     """
 
     def __init__(self, margin: float = 0.3, margin2: float = 0.15, soft_margin: bool = False,
-                 metric: str = "euclidean") -> None:
+                 metric: str = "euclidean", relative: bool = True) -> None:
         super().__init__(margin, soft_margin, metric)
         self.margin2 = check_margin("margin2", margin2)
+        self.relative = relative
 
     def forward(self, inputs: Tensor, targets: Tensor) -> Tensor:
         dist, positive, negative = self.distances(inputs, targets)
@@ -192,8 +197,12 @@ class QuadrupletLoss(BatchHardTripletLoss):
         triplet = masked_mean(ranking_hinge(d_ap, d_an, self.margin, self.soft_margin),
                               has_positive & negative.any(dim=1))
         d_kl = hardest_foreign_negative_pair(dist, targets, negative)
-        second = ranking_hinge(d_ap, d_kl, self.margin2, self.soft_margin)
-        return triplet + masked_mean(second, has_positive & torch.isfinite(d_kl))
+        has_pair = torch.isfinite(d_kl)
+        if self.relative:
+            second = ranking_hinge(d_ap, d_kl, self.margin2, self.soft_margin)
+            return triplet + masked_mean(second, has_positive & has_pair)
+        second = ranking_hinge(torch.zeros_like(d_kl), d_kl, self.margin2, self.soft_margin)
+        return triplet + masked_mean(second, has_pair)
 
 
 def hardest_foreign_negative_pair(dist: Tensor, targets: Tensor, negative: Tensor) -> Tensor:
@@ -251,7 +260,8 @@ def triplet_improved(num_classes: int = 0, margin: float = 0.3, beta: float = 0.
 
 @LOSSES.register("quadruplet")
 def quadruplet(num_classes: int = 0, margin: float = 0.3, margin2: float = 0.15,
-               soft_margin: bool = False, metric: str = "euclidean") -> nn.Module:
+               soft_margin: bool = False, metric: str = "euclidean",
+               relative: bool = True) -> nn.Module:
     """Quadruplet loss with hardest mining; see :class:`QuadrupletLoss`."""
     return QuadrupletLoss(margin=margin, margin2=margin2, soft_margin=soft_margin,
-                          metric=metric)
+                          metric=metric, relative=relative)
