@@ -135,22 +135,26 @@ class ReidEngine(host.get_host().Engine):
             summary["acc"] = host.metrics.accuracy(logits.detach().float(), pids)[0].item()
         return summary
 
-    def step(self, total: torch.Tensor, optimizer: torch.optim.Optimizer,
+    def step(self, total: torch.Tensor,
+             optimizers: torch.optim.Optimizer | Sequence[torch.optim.Optimizer],
              terms: Sequence[LossTerm]) -> None:
-        """Backward and step the model's optimizer and the loss terms' own optimizers.
+        """One backward of ``total``, then the models' optimizers and the loss terms' own.
 
         A term's own parameters (e.g. centres) get their gradient divided by the term weight,
         so their learning rate does not depend on how much the term counts in the total.
+        Under AMP every optimizer is unscaled first and skipped on inf/nan gradients.
         """
+        if isinstance(optimizers, torch.optim.Optimizer):
+            optimizers = [optimizers]
         for term in terms:
             term.ensure_optimizer()
         own = [t for t in terms if t.optimizer is not None]
-        optimizer.zero_grad(set_to_none=True)
-        for term in own:
-            term.optimizer.zero_grad(set_to_none=True)
+        everything = [*optimizers, *(t.optimizer for t in own)]
+        for opt in everything:
+            opt.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(total).backward()
-            for opt in (optimizer, *(t.optimizer for t in own)):
+            for opt in everything:
                 self.scaler.unscale_(opt)
         else:
             total.backward()
@@ -159,9 +163,9 @@ class ReidEngine(host.get_host().Engine):
                 for p in term.module.parameters():
                     if p.grad is not None:
                         p.grad.mul_(1.0 / term.weight)
-        for opt in (*(t.optimizer for t in own), optimizer):
+        for opt in everything:
             if self.scaler is not None:
-                self.scaler.step(opt)  # skips the step when unscaling found inf/nan
+                self.scaler.step(opt)
             else:
                 opt.step()
         if self.scaler is not None:

@@ -124,7 +124,8 @@ class MutualEngine(ReidEngine):
                     summary[f"{name}/acc"] = host.metrics.accuracy(
                         logits.detach().float(), pids)[0].item()
                 totals.append(total)
-        self.step_all(sum(totals))
+        terms = [t for name in self.peer_names for t in self.peer_terms[name]]
+        self.step(sum(totals), [self._optims[name] for name in self.peer_names], terms)
         return summary
 
     def kl_towards(self, logits: torch.Tensor, peer_logits: torch.Tensor) -> torch.Tensor:
@@ -149,38 +150,6 @@ class MutualEngine(ReidEngine):
             else:
                 values.append(pull(mine, theirs))
         return sum(values) / len(values)
-
-    def step_all(self, total: torch.Tensor) -> None:
-        """One backward of the summed losses, then every model's and loss term's optimizer.
-
-        As in :meth:`ReidEngine.step`, a term's own parameters get their gradient divided by
-        the term weight; under AMP they are unscaled first.
-        """
-        optimizers = [self._optims[name] for name in self.peer_names]
-        terms = [t for name in self.peer_names for t in self.peer_terms[name]]
-        for term in terms:
-            term.ensure_optimizer()
-        own = [t for t in terms if t.optimizer is not None]
-        for optimizer in optimizers + [t.optimizer for t in own]:
-            optimizer.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(total).backward()
-        else:
-            total.backward()
-        for term in own:
-            if self.scaler is not None:
-                self.scaler.unscale_(term.optimizer)
-            if term.weight > 0:
-                for p in term.module.parameters():
-                    if p.grad is not None:
-                        p.grad.mul_(1.0 / term.weight)
-        for optimizer in optimizers + [t.optimizer for t in own]:
-            if self.scaler is not None:
-                self.scaler.step(optimizer)
-            else:
-                optimizer.step()
-        if self.scaler is not None:
-            self.scaler.update()
 
     def two_stepped_transfer_learning(self, epoch: int, fixbase_epoch: int, open_layers: Any,
                                       model: nn.Module | None = None) -> None:

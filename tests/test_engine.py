@@ -171,3 +171,18 @@ def test_mutual_learning_from_config(tmp_path):
     with pytest.raises(ValueError, match="must contain"):
         resume(engine, str(tmp_path / "log" / "model1_resnet18_bnneck" / "model.pth.tar-1"))
     assert resume(engine, str(tmp_path / "log" / "{name}" / "model.pth.tar-1")) == 1
+
+
+def test_amp_on_cpu_trains_in_bfloat16_and_evaluates_in_float32(tmp_path):
+    cfg = tiny_cfg(tmp_path, "train.amp", "True", "loss.name", "triplet",
+                   "loss.triplet.weight_x", "1.0")
+    torch.manual_seed(0)
+    engine = build_engine(cfg, model=TinyNet(6))
+    assert engine.scaler is None  # GradScaler only for CUDA float16
+    before = {k: v.clone() for k, v in engine.model.state_dict().items()}
+    summary = engine.forward_backward(next(iter(engine.train_loader)))
+    assert math.isfinite(summary["loss"])
+    assert any(not torch.equal(before[k], v) for k, v in engine.model.state_dict().items())
+    engine.model.eval()
+    feats, _, _ = engine.extract_loader(engine.test_loader["synthetic_person"]["query"])
+    assert feats["model"].dtype == torch.float32
