@@ -71,12 +71,19 @@ def score(qf: torch.Tensor, gf: torch.Tensor, q_pids: np.ndarray, g_pids: np.nda
     return {"R1": float(result.cmc[0]), "R5": float(result.cmc[4]), "mAP": float(result.mAP)}
 
 
-def train_and_score(row: Row, seed: int, epochs: int, workdir: str) -> dict[str, Any]:
+def embed(engine: Any, loader: Any, desc: str) -> tuple[Any, Any, Any]:
+    """The single model's features, pids and camids of ``loader``."""
+    feats, pids, camids = engine.extract_loader(loader, desc)
+    return feats["model"], pids, camids
+
+
+def train_and_score(row: Row, seed: int, epochs: int, workdir: str,
+                    data_root: str | None = None) -> dict[str, Any]:
     """Train one row with one seed through the engine; score it under both protocols."""
     cfg = load_config(REPO / row.config, [
         *row.overrides, "train.max_epoch", str(epochs), "train.stepsize", f"[{epochs + 1}]",
         "train.seed", str(seed), "data.workers", "0", "train.print_freq", "1000",
-        "data.save_dir", workdir,
+        "data.save_dir", workdir, *(("data.root", data_root) if data_root else ()),
     ])
     engine = build_engine(cfg)
     # the training half of torchreid's Engine.run, timed on its own (no checkpoint writes)
@@ -89,8 +96,8 @@ def train_and_score(row: Row, seed: int, epochs: int, workdir: str) -> dict[str,
     feats = {}
     for name in ("col780", "col780_clean"):
         loaders = engine.test_loader[name]
-        feats[name] = (engine.extract_loader(loaders["query"], f"{name} query"),
-                       engine.extract_loader(loaders["gallery"], f"{name} gallery"))
+        feats[name] = tuple(embed(engine, loaders[split], f"{name} {split}")
+                            for split in ("query", "gallery"))
     (qf, qp, qc), (gf, gp, gc) = feats["col780"]
     published = score(qf, gf, qp, gp, qc, gc, keep_same_camera=True)
     host_rule_published = score(qf, gf, qp, gp, qc, gc, keep_same_camera=False)
@@ -145,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="subset of row names (default: all four)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-doc", action="store_true", help="print only; leave the doc as is")
+    parser.add_argument("--data-root", default=None,
+                        help="folder holding col780/ (default: the configs' data.root)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.rows) - {r.name for r in ROWS})
     if unknown:
@@ -157,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             if row.name not in args.rows:
                 continue
             for seed in args.seeds:
-                run = train_and_score(row, seed, args.epochs, workdir)
+                run = train_and_score(row, seed, args.epochs, workdir, args.data_root)
                 results.setdefault(row.name, []).append(run)
                 print(f"[{row.name} seed {seed}] train {run['train_s']:.0f}s wall "
                       f"{run['train_cpu_s']:.0f}s cpu "
