@@ -255,9 +255,11 @@ class ReidEngine(host.get_host().Engine):
         return [(name, query[name], gallery[name]) for name, _ in self.embedding_models()]
 
     @torch.no_grad()
-    def extract_features(self, input: torch.Tensor, **aux: torch.Tensor) -> torch.Tensor:
+    def extract_features(self, input: torch.Tensor, model: nn.Module | None = None,
+                         **aux: torch.Tensor) -> torch.Tensor:
+        """Float32 embeddings of ``input`` by ``model`` (default: the engine's model)."""
         with self.autocast():
-            return self.model(input, **aux).float()
+            return (self.model if model is None else model)(input, **aux).float()
 
     @torch.no_grad()
     def extract_loader(self, loader: Any, desc: str = "features"
@@ -271,9 +273,8 @@ class ReidEngine(host.get_host().Engine):
             imgs, batch_pids, batch_camids = self.parse_data_for_eval(data)
             imgs = imgs.to(self.device)
             for name, model in models:
-                with self.autocast():
-                    out = model(imgs, **self.aux_inputs(data, model))
-                feats[name].append(out.float().cpu())
+                out = self.extract_features(imgs, model, **self.aux_inputs(data, model))
+                feats[name].append(out.cpu())
             pids.append(np.asarray(batch_pids))
             camids.append(np.asarray(batch_camids))
         return ({name: torch.cat(f) for name, f in feats.items()}, np.concatenate(pids),
