@@ -91,6 +91,12 @@ def get_default_config() -> CN:
     cfg.train.amp = False  # reid_ext: autocast (float16 + GradScaler on CUDA, bfloat16 on CPU)
     cfg.train.deterministic = False  # reid_ext: torch.use_deterministic_algorithms
     cfg.train.checkpoint_freq = 0  # reid_ext: also checkpoint every N epochs (0: host's rule)
+    # reid_ext: embedding-collapse watch (reid_ext/collapse.py): warn after `patience` collapsed
+    # iterations in a row; stop_on_collapse raises instead (non-zero exit, no new checkpoint)
+    cfg.train.collapse_check = True
+    cfg.train.stop_on_collapse = False
+    cfg.train.collapse_patience = 50
+    cfg.train.collapse_min_rel_spread = 0.01
 
     cfg.sgd = CN()
     cfg.sgd.momentum = 0.9

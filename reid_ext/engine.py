@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from reid_ext import host
 from reid_ext.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_atomic
+from reid_ext.collapse import detector_from_config, metric_features
 from reid_ext.evaluation.report import rank_and_report
 from reid_ext.losses.terms import LossTerm, build_loss_terms
 from reid_ext.models.factory import model_aux_inputs
@@ -90,6 +91,8 @@ class ReidEngine(host.get_host().Engine):
         self.save_dir = "log"
         self.last_results: dict[str, dict[str, Any]] = {}
         self._rng_after_epoch: dict[str, Any] | None = None
+        # embedding-collapse watch (train.collapse_* keys; reid_ext/collapse.py)
+        self.collapse = detector_from_config(config, self.loss_terms, datamanager.num_train_pids)
 
     # --- training ------------------------------------------------------------------------
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -128,6 +131,8 @@ class ReidEngine(host.get_host().Engine):
         with self.autocast():
             outputs = named_outputs(self.model(imgs, **self.aux_inputs(data)))
             total, summary = self.compute_loss_terms(outputs, pids)
+        if self.collapse is not None:  # warns, or raises CollapseError before the step
+            self.collapse.update(metric_features(outputs, self.loss_terms), summary)
         self.step(total, self.optimizer, self.loss_terms)
         summary["loss"] = total.item()
         logits = outputs.get("logits")

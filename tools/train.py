@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import reid_ext  # noqa: F401  (registers models, datasets, samplers, losses)
+from reid_ext.collapse import CollapseError
 from reid_ext.config import ConfigError, load_config
 from reid_ext.logfile import tee_stdout
 from reid_ext.runner import run
@@ -30,7 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     log_name += time.strftime("-%Y-%m-%d-%H-%M-%S")
     with tee_stdout(Path(cfg.data.save_dir) / log_name):
         print(f"Show configuration\n{cfg}\n")
-        run(cfg)
+        try:
+            run(cfg)
+        except CollapseError as err:  # train.stop_on_collapse: no checkpoint of this model
+            saved = sorted(Path(cfg.data.save_dir).glob("*/model.pth.tar-*"),
+                           key=lambda p: p.stat().st_mtime)
+            last = f"last good checkpoint: {saved[-1]}" if saved else "no checkpoint was saved"
+            print(f"stopped: {err}\n{last}", file=sys.stderr)
+            return 3
     return 0
 
 
