@@ -92,6 +92,9 @@ def train_with_probes(cfg: Any, every: int) -> tuple[list[dict[str, Any]], Any]:
                 rows[-1]["acc"] = summary.get("acc", float("nan"))
             iteration += 1
         engine.update_lr()
+        last = rows[-1]
+        print(f"epoch {engine.epoch + 1}: " + " ".join(
+            f"{k} {v:.4g}" for k, v in last.items() if k not in ("iter", "epoch")), flush=True)
     return rows, engine
 
 

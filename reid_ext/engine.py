@@ -119,9 +119,11 @@ class ReidEngine(host.get_host().Engine):
         """Weighted sum of the loss terms and each term's (unweighted) value for the log."""
         total = torch.zeros((), device=pids.device)
         summary: dict[str, float] = {}
+        progress = self.epoch + getattr(self, "batch_idx", 0) / max(getattr(self, "num_batches",
+                                                                             1) or 1, 1)
         for term in self.loss_terms if terms is None else terms:
             value = term(outputs, pids)
-            total = total + term.weight * value.float()
+            total = total + term.weight * term.ramp(progress) * value.float()
             summary[term.key] = value.item()
         return total, summary
 

@@ -21,6 +21,13 @@ class LossTerm:
     module: nn.Module
     key: str  # the name it is logged under
     optimizer: torch.optim.Optimizer | None = None
+    warmup_epochs: float = 0.0  # weight ramps linearly from 0 over this many epochs
+
+    def ramp(self, epoch_progress: float) -> float:
+        """The fraction of ``weight`` applied at ``epoch_progress`` (epochs done, fractional)."""
+        if self.warmup_epochs <= 0:
+            return 1.0
+        return min(1.0, max(0.0, epoch_progress) / self.warmup_epochs)
 
     def __call__(self, outputs: Mapping[str, Any], targets: torch.Tensor) -> torch.Tensor:
         if self.output not in outputs:
@@ -47,8 +54,13 @@ def build_loss_terms(specs: Sequence[Mapping[str, Any]], num_classes: int,
     seen: dict[str, int] = {}
     for spec in specs:
         name = spec["name"]
+        kwargs = dict(spec.get("kwargs") or {})
+        warmup = kwargs.pop("warmup_epochs", 0.0)  # any term: handled here, not by the loss
+        if isinstance(warmup, bool) or not isinstance(warmup, (int, float)) or warmup < 0:
+            raise ValueError(f"loss term '{name}': warmup_epochs must be a number >= 0, got "
+                             f"{warmup!r}")
         try:
-            module = LOSSES.build(name, num_classes=num_classes, **dict(spec.get("kwargs") or {}))
+            module = LOSSES.build(name, num_classes=num_classes, **kwargs)
         except TypeError as err:
             raise TypeError(f"loss term '{name}': bad kwargs {dict(spec.get('kwargs') or {})}: "
                             f"{err}") from err
@@ -56,7 +68,8 @@ def build_loss_terms(specs: Sequence[Mapping[str, Any]], num_classes: int,
         key = name if seen[name] == 1 else f"{name}_{seen[name]}"
         terms.append(LossTerm(name=name, weight=float(spec.get("weight", 1.0)),
                               output=spec.get("output") or "logits",
-                              module=module.to(device), key=key))
+                              module=module.to(device), key=key,
+                              warmup_epochs=float(warmup)))
     if not terms:
         raise ValueError("no loss terms: list at least one in loss.terms")
     return terms
