@@ -49,9 +49,19 @@ DEFAULT_OPTIONS: dict[str, dict[str, int]] = {
     "tiger": {"num_train_ids": 50, "num_test_ids": 50, "images_per_id_per_camera": 4,
               "num_cameras": 4, "height": 64, "width": 128, "seed": 0},
 }
-_MINIMUM = {"num_train_ids": 1, "num_test_ids": 1, "images_per_id_per_camera": 2,
-            "num_cameras": 2, "height": 32, "width": 32, "seed": 0}
-_MAXIMUM = {"num_cameras": 9, "height": 2048, "width": 2048}
+# Hardness controls, in percent of the default sets' strength (100: unchanged files). Kept out
+# of the folder signature at 100, so the default sets keep their folders.
+HARDNESS_OPTIONS = {"camera_shift": 100, "occlusion": 100}
+# Presets: a dataset name with its own defaults over a kind's.
+PRESETS: dict[str, tuple[str, dict[str, int]]] = {
+    # several hundred identities, strong per-camera imaging shifts, frequent occluders
+    "synthetic_person_hard": ("person", {"num_train_ids": 200, "num_test_ids": 200,
+                                         "images_per_id_per_camera": 2, "num_cameras": 4,
+                                         "camera_shift": 250, "occlusion": 250}),
+}
+_MINIMUM = {"camera_shift": 0, "occlusion": 0, "num_train_ids": 1, "num_test_ids": 1,
+            "images_per_id_per_camera": 2, "num_cameras": 2, "height": 32, "width": 32, "seed": 0}
+_MAXIMUM = {"camera_shift": 1000, "occlusion": 300, "num_cameras": 9, "height": 2048, "width": 2048}
 _FILENAME = re.compile(r"^(\d{4})_c(\d)s1_(\d{6})_00\.png$")
 
 
@@ -68,10 +78,12 @@ def normalise_kind(kind: str) -> str:
     return short
 
 
-def resolve_options(kind: str, options: dict[str, Any]) -> dict[str, int]:
-    """Defaults overlaid with ``options``; unknown names and bad values raise ``ValueError``."""
+def resolve_options(kind: str, options: dict[str, Any],
+                    preset: dict[str, int] | None = None) -> dict[str, int]:
+    """Defaults (the kind's, the hardness controls, then ``preset``'s) overlaid with
+    ``options``; unknown names and bad values raise ``ValueError``."""
     kind = normalise_kind(kind)
-    defaults = DEFAULT_OPTIONS[kind]
+    defaults = {**DEFAULT_OPTIONS[kind], **HARDNESS_OPTIONS, **(preset or {})}
     unknown = sorted(set(options) - set(defaults))
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for dataset '{dataset_name(kind)}'; "
@@ -94,6 +106,7 @@ def resolve_options(kind: str, options: dict[str, Any]) -> dict[str, int]:
 
 def signature(kind: str, options: dict[str, int]) -> str:
     """Short hash naming the folder of one option set (and generator version)."""
+    options = {k: v for k, v in options.items() if HARDNESS_OPTIONS.get(k) != v}
     payload = json.dumps({"kind": kind, "version": GENERATOR_VERSION, **options}, sort_keys=True)
     return hashlib.sha1(payload.encode()).hexdigest()[:10]
 
@@ -119,15 +132,17 @@ def image_relpath(split: str, pid: int, cam: int, index: int) -> str:
 
 
 def generate_synthetic(kind: str, out_dir: str | os.PathLike[str], workers: int | None = None,
-                       progress: bool = True, **options: Any) -> Path:
+                       progress: bool = True, preset: str | None = None,
+                       **options: Any) -> Path:
     """Make sure the dataset for ``options`` exists under ``out_dir`` and return its folder.
 
     An existing complete folder is reused. ``workers`` processes render in parallel (default:
     up to 4, one per CPU); this changes speed only, never the files.
     """
     kind = normalise_kind(kind)
-    resolved = resolve_options(kind, options)
-    final = Path(out_dir).expanduser().resolve() / dataset_name(kind) / signature(kind, resolved)
+    resolved = resolve_options(kind, options, PRESETS[preset][1] if preset else None)
+    folder = preset or dataset_name(kind)
+    final = Path(out_dir).expanduser().resolve() / folder / signature(kind, resolved)
     if (final / INFO_FILE).is_file():
         return final
     if final.exists():
@@ -156,7 +171,9 @@ def _render_and_save(kind: str, options: dict[str, int], root: str,
     keypoints = []
     for split, pid, cam, index in items:
         sample = render_sample(kind, options["seed"], pid, cam, index, options["height"],
-                               options["width"])
+                               options["width"],
+                               camera_shift=options.get("camera_shift", 100) / 100.0,
+                               occlusion=options.get("occlusion", 100) / 100.0)
         rel = image_relpath(split, pid, cam, index)
         Image.fromarray(sample.image, "RGB").save(os.path.join(root, rel), format="PNG")
         mask = sample.mask.astype(np.uint8) * 255
@@ -255,12 +272,15 @@ class SyntheticImageDataset(host.get_host().ImageDataset):
     """
 
     kind = ""
+    preset: str | None = None  # a PRESETS name: its folder and defaults
 
     def __init__(self, root: str = "", **kwargs: Any) -> None:
-        name = dataset_name(self.kind)
-        options = resolve_options(self.kind, get_dataset_options(name))
+        name = self.preset or dataset_name(self.kind)
+        preset = PRESETS[self.preset][1] if self.preset else None
+        options = resolve_options(self.kind, get_dataset_options(name), preset)
         self.root = os.path.abspath(os.path.expanduser(root))
-        self.dataset_dir = str(generate_synthetic(self.kind, self.root, **options))
+        self.dataset_dir = str(generate_synthetic(self.kind, self.root, preset=self.preset,
+                                                  **options))
         self.options = options
         self.aux_dirs = {"mask": os.path.join(self.dataset_dir, "aux", "masks"),
                          "keypoints": os.path.join(self.dataset_dir, "aux", "keypoints")}
@@ -283,3 +303,12 @@ class SyntheticTiger(SyntheticImageDataset):
     """Drawn striped tigers (ATRW-15 keypoints) seen by several cameras in grass."""
 
     kind = "tiger"
+
+
+@DATASETS.register("synthetic_person_hard")
+class SyntheticPersonHard(SyntheticImageDataset):
+    """``synthetic_person`` made hard: 200 + 200 identities, per-camera imaging differences
+    2.5x stronger, occluders 2.5x as often (see PRESETS; its options override these)."""
+
+    kind = "person"
+    preset = "synthetic_person_hard"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import colorsys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -201,6 +201,21 @@ def make_camera(rng: np.random.Generator, kind: str) -> Camera:
         noise=float(rng.uniform(1.0, 5.0)),
         scale=float(rng.uniform(0.78, 0.92)),
         scene=np.stack([scene_colour(rng), scene_colour(rng)]),
+    )
+
+
+def harden_camera(camera: Camera, shift: float) -> Camera:
+    """Scale every imaging deviation of ``camera`` from neutral by ``shift`` (1: unchanged):
+    stronger per-camera gain, colour cast, tone curve, blur and noise (the hard presets)."""
+    if shift == 1.0:
+        return camera
+    return replace(
+        camera,
+        gain=float(np.clip(0.975 + shift * (camera.gain - 0.975), 0.3, 2.0)),
+        cast=np.clip(1.0 + shift * (camera.cast - 1.0), 0.4, 1.8).astype(np.float32),
+        gamma=float(np.clip(1.0 + shift * (camera.gamma - 1.0), 0.5, 2.0)),
+        blur=camera.blur * shift,
+        noise=camera.noise * shift,
     )
 
 
@@ -805,11 +820,14 @@ def _paint_tiger_head(canvas: Canvas, look: TigerLook, pose: TigerPose, neck: Po
 
 
 # --- occluders and keypoint bookkeeping ----------------------------------------------------
-def add_person_occluder(rng: np.random.Generator, canvas: Canvas) -> np.ndarray:
+def add_person_occluder(rng: np.random.Generator, canvas: Canvas,
+                        amount: float = 1.0) -> np.ndarray:
     """Sometimes put a pole, a barrier or a box in front of the person; returns the covered
-    region (all False when nothing was added)."""
+    region (all False when nothing was added). ``amount`` scales how often (at most 90%)."""
     h, w = canvas.height, canvas.width
     roll = rng.random()
+    if amount != 1.0:  # same draws, wider bands: the neutral amount keeps the files identical
+        roll = roll / min(amount, 0.9 / 0.3)
     if roll < 0.12:
         x = rng.uniform(0.2, 0.8) * w
         shape = line((x, -1), (x + rng.uniform(-0.05, 0.05) * w, h + 1),
@@ -876,13 +894,15 @@ class Sample:
 
 
 def render_sample(kind: str, seed: int, pid: int, cam: int, index: int, height: int,
-                  width: int) -> Sample:
+                  width: int, camera_shift: float = 1.0, occlusion: float = 1.0) -> Sample:
     """The picture of identity ``pid`` seen by camera ``cam`` (its ``index``-th frame): a pure
-    function of its arguments, independent of what else is generated and in which order."""
+    function of its arguments, independent of what else is generated and in which order.
+    ``camera_shift`` scales the per-camera imaging differences and ``occlusion`` how often a
+    person is occluded (both 1: the default sets)."""
     if kind not in _KIND_CODE:
         raise ValueError(f"unknown synthetic kind '{kind}'; expected one of {KINDS}")
     rng = image_rng(seed, kind, pid, cam, index)
-    camera = make_camera(camera_rng(seed, kind, cam), kind)
+    camera = harden_camera(make_camera(camera_rng(seed, kind, cam), kind), camera_shift)
     if kind == "person":
         canvas = Canvas(person_background(rng, camera, height, width))
         look = person_look(identity_rng(seed, kind, pid))
@@ -890,7 +910,7 @@ def render_sample(kind: str, seed: int, pid: int, cam: int, index: int, height: 
         top = (height - size * look.height) / 2 + rng.uniform(-0.04, 0.04) * height
         cx = width / 2 + rng.uniform(-0.08, 0.08) * width
         keypoints = render_person(canvas, look, person_pose(rng), cx, top, size)
-        occluded = add_person_occluder(rng, canvas)
+        occluded = add_person_occluder(rng, canvas, occlusion)
     else:
         canvas = Canvas(tiger_background(rng, camera, height, width))
         tiger = tiger_look(identity_rng(seed, kind, pid))
