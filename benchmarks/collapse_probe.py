@@ -53,6 +53,28 @@ def backbone_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     return [p for n, p in named if p.requires_grad and not n.startswith(HEAD_PREFIXES)]
 
 
+@torch.no_grad()
+def shrink_pull(feats: torch.Tensor, pids: torch.Tensor, margin: float = 0.3
+                ) -> dict[str, float]:
+    """How much a batch-hard hinge triplet gains from shrinking every feature by a factor s.
+
+    ``L(s) = mean_a relu(s (d_ap - d_an) + margin)``, so ``dL/ds`` at ``s = 1`` is the mean of
+    ``d_ap - d_an`` over the anchors whose hinge is active (divided by all anchors). Positive:
+    scaling the embedding towards one point lowers the loss, i.e. the triplet pulls towards
+    collapse. ``hard_frac``: fraction of anchors whose hardest positive is farther than their
+    hardest negative."""
+    dist = torch.cdist(feats, feats)
+    same = pids[:, None] == pids[None, :]
+    eye = torch.eye(len(pids), dtype=torch.bool, device=pids.device)
+    d_ap = dist.masked_fill(~same | eye, float("-inf")).amax(dim=1)
+    d_an = dist.masked_fill(same, float("inf")).amin(dim=1)
+    ok = torch.isfinite(d_ap) & torch.isfinite(d_an)
+    gap = (d_ap - d_an)[ok]
+    active = (gap + margin) > 0
+    return {"dL_dscale": float((gap * active).sum() / max(len(gap), 1)),
+            "hard_frac": float((gap > 0).float().mean()) if len(gap) else float("nan")}
+
+
 def probe(engine: Any, data: Mapping[str, Any]) -> dict[str, float]:
     """Spread, rank, dead units and per-term backbone gradient norms on one batch."""
     imgs, pids = engine.parse_data_for_train(data)
@@ -69,11 +91,15 @@ def probe(engine: Any, data: Mapping[str, Any]) -> dict[str, float]:
                                                     if g is not None) + 0.0))
     feats = metric_features(outputs, engine.loss_terms)
     row.update(batch_stats(feats.detach().float()))
+    row.update(shrink_pull(feats.detach().float(), pids))
     engine.optimizer.zero_grad(set_to_none=True)
     return row
 
 
-def train_with_probes(cfg: Any, every: int) -> tuple[list[dict[str, Any]], Any]:
+def train_with_probes(cfg: Any, every: int, stream: Any = None
+                      ) -> tuple[list[dict[str, Any]], Any]:
+    """Train as the engine does, probing every ``every`` iterations; each probe row is also
+    written as a JSON line to ``stream`` at once (a killed run keeps what it measured)."""
     engine = build_engine(cfg)
     engine.max_epoch = cfg.train.max_epoch
     rows: list[dict[str, Any]] = []
@@ -90,6 +116,9 @@ def train_with_probes(cfg: Any, every: int) -> tuple[list[dict[str, Any]], Any]:
             summary = engine.forward_backward(data)
             if iteration % every == 0:
                 rows[-1]["acc"] = summary.get("acc", float("nan"))
+                if stream is not None:
+                    stream.write(json.dumps(rows[-1]) + "\n")
+                    stream.flush()
             iteration += 1
         engine.update_lr()
         last = rows[-1]
@@ -123,11 +152,12 @@ def main(argv: list[str] | None = None) -> int:
                                     "data.workers", "0", "train.print_freq", "100000",
                                     "data.save_dir", "/tmp/collapse_probe"])
     start = time.perf_counter()
-    rows, engine = train_with_probes(cfg, args.every)
+    stream = open(args.out + "l", "w") if args.out else None  # noqa: SIM115 - JSON lines
+    rows, engine = train_with_probes(cfg, args.every, stream)
     train_s = time.perf_counter() - start
     scores = evaluate(engine)
     keys = ["iter", "epoch", *(t.key for t in engine.loss_terms), "acc", "spread", "rel_spread",
-            "erank", "dead", *(f"g_{t.key}" for t in engine.loss_terms)]
+            "erank", "dead", "dL_dscale", "hard_frac", *(f"g_{t.key}" for t in engine.loss_terms)]
     print_table(rows, keys)
     print(f"train {train_s:.0f}s; scores {json.dumps(scores)}")
     if args.out:
