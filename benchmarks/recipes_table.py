@@ -39,15 +39,18 @@ SETS: dict[str, tuple[str, ...]] = {
     "col780": ("data.root", str(REPO.parent / "shared" / "data"), "data.sources", "['col780']",
                "data.targets", "['col780_clean']", "data.transforms", "['random_flip']"),
     "hard": ("data.sources", "['synthetic_person_hard']",
-             "data.targets", "['synthetic_person_hard']"),
+             "data.targets", "['synthetic_person_hard']", "data.transforms", "['random_flip']"),
 }
 CE = "{'name': 'softmax', 'weight': 1.0, 'kwargs': {'eps': 0.1}}"
 RECIPES: dict[str, str] = {
     "CE alone": f"[{CE}]",
     # the shipped metric recipe (configs/strong_baseline_synthetic.yaml, docs/recipes.md)
-    "CE + triplet (recipe)": (
+    "CE + triplet, warm-up 1 ep": (
         f"[{CE}, {{'name': 'triplet_hard', 'weight': 1.0, "
-        "'kwargs': {'margin': 0.3, 'warmup_epochs': 2}}]"),
+        "'kwargs': {'margin': 0.3, 'warmup_epochs': 1}}]"),
+    "strong baseline (CE + triplet + center)": (
+        f"[{CE}, {{'name': 'triplet_hard', 'weight': 1.0, 'kwargs': {{'margin': 0.3}}}}, "
+        "{'name': 'center', 'weight': 0.0005, 'kwargs': {'lr': 0.5}}]"),
 }
 MODELS: dict[str, tuple[str, ...]] = {
     "osnet_x0_25": ("model.name", "osnet_x0_25"),
@@ -64,8 +67,10 @@ def train_once(data: str, model: str, recipe: str, seed: int, epochs: int, size:
             "train.stepsize", f"[{max(1, int(0.75 * epochs))}]",
             "data.height", str(size[0]), "data.width", str(size[1]),
             "data.workers", "0", "train.print_freq", "100000", "data.save_dir", workdir]
-    if data != "col780":
-        opts += ["data.root", str(Path(workdir).parent / "reid-data")]
+    if data != "col780":  # generate the synthetic set at the training size (cheaper)
+        opts += ["data.root", str(Path(tempfile.gettempdir()) / "reid_ext_recipes_data"),
+                 "data.options.synthetic_person_hard.height", str(size[0]),
+                 "data.options.synthetic_person_hard.width", str(size[1])]
     cfg = load_config(CONFIG, opts)
     engine = build_engine(cfg)
     engine.max_epoch = epochs
@@ -114,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=list(MODELS)[:3], choices=list(MODELS))
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, nargs="+", default=[8],
+                        help="epochs per set (one value, or one per --sets entry)")
+    parser.add_argument("--rows", nargs="+", default=[],
+                        help="explicit 'model=recipe' pairs instead of models x recipes")
     parser.add_argument("--size", type=int, nargs=2, default=[128, 64], metavar=("H", "W"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default="", help="also write every run here")
@@ -124,24 +132,30 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="recipes_table_") as tmp:
+        epochs = dict(zip(args.sets, args.epochs * len(args.sets)
+                          if len(args.epochs) == 1 else args.epochs))
+        pairs = [tuple(r.split("=", 1)) for r in args.rows] or \
+            [(m, r) for m in args.models for r in args.recipes]
+        for model, recipe in pairs:
+            if model not in MODELS or recipe not in RECIPES:
+                parser.error(f"unknown row {model}={recipe}; models {list(MODELS)}, recipes "
+                             f"{list(RECIPES)}")
         for data in args.sets:
-            for model in args.models:
-                for recipe in args.recipes:
-                    for seed in args.seeds:
-                        run = train_once(data, model, recipe, seed, args.epochs,
-                                         tuple(args.size), str(Path(tmp) / "log"))
-                        results.setdefault((data, model, recipe), []).append(run)
-                        print(f"[{data} {model} {recipe} seed {seed}] mAP {run['mAP']:.3f} "
-                              f"R1 {run['R1']:.3f} collapsed {run['collapsed']} "
-                              f"{run['train_s']:.0f}s {json.dumps(run['final'])}", flush=True)
-                        if args.json:
-                            Path(args.json).write_text(json.dumps(
-                                {" | ".join(k): v for k, v in results.items()}, indent=1))
+            for model, recipe in pairs:
+                for seed in args.seeds:
+                    run = train_once(data, model, recipe, seed, epochs[data],
+                                     tuple(args.size), str(Path(tmp) / "log"))
+                    results.setdefault((data, model, recipe), []).append(run)
+                    print(f"[{data} {model} {recipe} seed {seed}] mAP {run['mAP']:.3f} "
+                          f"R1 {run['R1']:.3f} collapsed {run['collapsed']} "
+                          f"{run['train_s']:.0f}s {json.dumps(run['final'])}", flush=True)
+                    if args.json:
+                        Path(args.json).write_text(json.dumps(
+                            {" | ".join(k): v for k, v in results.items()}, indent=1))
     block = table(results, args.seeds)
-    command = (f"python benchmarks/recipes_table.py --sets {' '.join(args.sets)} --models "
-               f"{' '.join(args.models)} --epochs {args.epochs} --size {args.size[0]} "
-               f"{args.size[1]} --seeds {' '.join(map(str, args.seeds))}")
-    block += (f"\n\n`{command}`: {args.epochs} epochs per run at {args.size[0]}x{args.size[1]}, "
+    command = "python benchmarks/recipes_table.py " + " ".join(
+        f"'{a}'" if " " in a else a for a in (argv if argv is not None else sys.argv[1:]))
+    block += (f"\n\n`{command}`: epochs per run {epochs}, at {args.size[0]}x{args.size[1]}, "
               f"{args.threads} CPU threads, whole run {(time.perf_counter() - start) / 60:.0f} "
               f"min wall on a shared machine.")
     print(block)
