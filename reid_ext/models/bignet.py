@@ -40,7 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reid_ext.models.heads import CosineSoftmaxHead
+from reid_ext.checkpoint import load_matching_weights
+from reid_ext.layers.heads import CosineSoftmaxHead
 from reid_ext.registry import MODELS
 
 EMBEDDING_DIM = 128
@@ -236,21 +237,7 @@ def load_local_weights(model: nn.Module, pretrained: bool | str | Path) -> bool:
             f"pretrained weights file '{path}' does not exist (BigNet/SliceNet have no "
             f"ImageNet weights: pass pretrained=True/False or a local state dict path)"
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("state_dict", state)
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    own = model.state_dict()
-    skipped = [k for k, v in state.items()
-               if k.startswith("classifier.") and k in own and v.shape != own[k].shape]
-    for key in skipped:
-        state.pop(key)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if k not in skipped and not k.startswith("classifier.")]
-    if missing or unexpected:
-        raise ValueError(
-            f"weights in '{path}' do not fit {type(model).__name__}: missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]}"
-        )
+    load_matching_weights(model, path, strict=True)
     return True
 
 
