@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 import reid_ext  # noqa: E402,F401  (registers models, datasets, losses)
 from reid_ext.config import load_config  # noqa: E402
-from reid_ext.evaluation.neighbors import pairwise_distance  # noqa: E402
+from reid_ext.evaluation.neighbors import pairwise_distance_squared  # noqa: E402
 from reid_ext.evaluation.rank import evaluate  # noqa: E402
 from reid_ext.runner import build_engine  # noqa: E402
 
@@ -66,7 +66,7 @@ def score(qf: torch.Tensor, gf: torch.Tensor, q_pids: np.ndarray, g_pids: np.nda
     """R1, R5, mAP; ``keep_same_camera`` makes every gallery image a candidate."""
     if keep_same_camera:  # distinct camera labels: the market rule then drops nothing
         q_cams, g_cams = np.zeros_like(q_cams), np.ones_like(g_cams)
-    distmat = pairwise_distance(qf, gf, "cosine").numpy()
+    distmat = pairwise_distance_squared(qf, gf, "cosine").numpy()
     result = evaluate(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=5, protocol="market")
     return {"R1": float(result.cmc[0]), "R5": float(result.cmc[4]), "mAP": float(result.mAP)}
 

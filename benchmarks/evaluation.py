@@ -128,7 +128,7 @@ def make_inputs(num_q: int, num_g: int, dim: int, data: Path, with_blocks: bool,
     import torch
 
     sys.path.insert(0, str(REPO))
-    from reid_ext.evaluation.neighbors import pairwise_distance
+    from reid_ext.evaluation.neighbors import pairwise_distance_squared
 
     rng = np.random.default_rng(seed)
     num_ids = max(2, num_g // IMAGES_PER_ID)
@@ -143,9 +143,9 @@ def make_inputs(num_q: int, num_g: int, dim: int, data: Path, with_blocks: bool,
     np.save(data / "qf.npy", qf.numpy())
     np.save(data / "gf.npy", gf.numpy())
     if with_blocks:  # torchreid's engine distances: squared euclidean, float32
-        np.save(data / "q_g.npy", pairwise_distance(qf, gf).numpy())
-        np.save(data / "q_q.npy", pairwise_distance(qf, qf).numpy())
-        np.save(data / "g_g.npy", pairwise_distance(gf, gf).numpy())
+        np.save(data / "q_g.npy", pairwise_distance_squared(qf, gf).numpy())
+        np.save(data / "q_q.npy", pairwise_distance_squared(qf, qf).numpy())
+        np.save(data / "g_g.npy", pairwise_distance_squared(gf, gf).numpy())
 
 
 def compare(label: str, size: str, host_stats: dict, ours: dict) -> str:

@@ -5,6 +5,7 @@ host's ``build_model``, ``ImageDataManager`` and engines know them. Importing tw
 reloading) registers nothing twice.
 """
 from reid_ext import data, losses, models, samplers  # noqa: F401  (registration side effects)
+from reid_ext.host import register_into_host
 from reid_ext.registry import (
     DATASETS,
     KEYPOINT_SOURCES,
@@ -12,7 +13,6 @@ from reid_ext.registry import (
     MASK_SOURCES,
     MODELS,
     SAMPLERS,
-    register_into_host,
 )
 
 __version__ = "0.1.0"

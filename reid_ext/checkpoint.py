@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -93,27 +94,69 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def load_matching_weights(model: torch.nn.Module, path: str | Path) -> list[str]:
-    """Load the entries of a checkpoint whose names and shapes fit ``model``.
-
-    The replacement for torchreid's ``load_pretrained_weights`` (which fails under
-    torch >= 2.6): loads with ``weights_only=True``, strips a DataParallel ``module.`` prefix,
-    and skips entries that do not fit (typically the classifier of another dataset). Returns
-    the skipped names; raises if nothing fits, which means the wrong file.
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file: a reid_ext/torchreid checkpoint (its ``state_dict``) or a
+    bare state dict, loaded with ``weights_only=True``, DataParallel ``module.`` prefixes removed.
     """
     state = load_checkpoint(path)
     state = state.get("state_dict", state)
+    return {key.removeprefix("module."): value for key, value in state.items()}
+
+
+HEAD_PREFIXES = ("classifier",)
+
+
+def is_head_tensor(key: str, head_prefixes: tuple[str, ...] = HEAD_PREFIXES) -> bool:
+    """True for a classifier tensor (any dotted component starting with a head prefix)."""
+    return any(part.startswith(head_prefixes) for part in key.split("."))
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_matching_weights` did: tensors loaded, head tensors and others skipped."""
+
+    loaded: list[str]
+    skipped_head: list[str]
+    skipped_other: list[str]
+    missing: list[str]
+
+    def summary(self, path: str | Path) -> str:
+        return (f'Loaded {len(self.loaded)} weights from "{path}"; skipped '
+                f"{len(self.skipped_head)} head and {len(self.skipped_other)} other tensors "
+                f"{(self.skipped_head + self.skipped_other)[:5]}")
+
+
+def load_matching_weights(model: torch.nn.Module, path: str | Path, strict: bool = False,
+                          head_prefixes: tuple[str, ...] = HEAD_PREFIXES,
+                          verbose: bool = True) -> LoadReport:
+    """Load the tensors of ``path`` whose names and shapes fit ``model``.
+
+    The one weight loader of reid_ext (``model.load_weights``, ``tools/test.py``, the
+    benchmark tool and the models' ``pretrained=<path>``). Head tensors (names starting with
+    one of ``head_prefixes``, e.g. a classifier trained on another number of identities) are
+    skipped when they do not fit. ``strict=True``: every other tensor must load, both ways;
+    otherwise entries that do not fit are skipped and only a file where nothing fits fails.
+    """
+    state = load_state_dict_file(path)
     own = model.state_dict()
-    fitting, skipped = {}, []
+    loaded: dict[str, torch.Tensor] = {}
+    skipped_head, skipped_other = [], []
     for key, value in state.items():
-        key = key[len("module."):] if key.startswith("module.") else key
         if key in own and own[key].shape == value.shape:
-            fitting[key] = value
+            loaded[key] = value
+        elif is_head_tensor(key, head_prefixes):
+            skipped_head.append(key)
         else:
-            skipped.append(key)
-    if not fitting:
-        raise ValueError(f"no weight in '{path}' fits the model (first keys: "
+            skipped_other.append(key)
+    missing = [k for k in own if k not in loaded and not is_head_tensor(k, head_prefixes)]
+    if not loaded:
+        raise ValueError(f"no weight in '{path}' fits {type(model).__name__} (first keys: "
                          f"{list(state)[:5]}); is it a checkpoint of another architecture?")
-    model.load_state_dict(fitting, strict=False)
-    print(f'Loaded {len(fitting)} weights from "{path}"; skipped {len(skipped)}: {skipped[:5]}')
-    return skipped
+    if strict and (skipped_other or missing):
+        raise ValueError(f"weights in '{path}' do not fit {type(model).__name__}: missing "
+                         f"{missing[:5]}, not fitting {skipped_other[:5]}")
+    model.load_state_dict(loaded, strict=False)
+    report = LoadReport(sorted(loaded), skipped_head, skipped_other, missing)
+    if verbose:
+        print(report.summary(path))
+    return report

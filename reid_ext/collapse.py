@@ -27,7 +27,10 @@ from typing import Any
 
 import torch
 
-CLASSIFICATION = ("softmax", "cosine_softmax_ce")
+
+def is_classification(term: Any) -> bool:
+    """A term that reads class logits (its value at collapse is ln C)."""
+    return term.output == "logits"
 
 
 class CollapseError(RuntimeError):
@@ -64,7 +67,7 @@ def batch_stats(feats: torch.Tensor) -> dict[str, float]:
 def metric_features(outputs: Mapping[str, Any], terms: Sequence[Any]) -> torch.Tensor:
     """The tensor to watch: the first output a non-classification term reads, else ``feats``,
     else the logits (the first part's, for part-based lists)."""
-    names = [t.output for t in terms if t.name not in CLASSIFICATION]
+    names = [t.output for t in terms if not is_classification(t)]
     names += ["feats", *(t.output for t in terms)]
     for name in names:
         value = outputs.get(name)
@@ -80,7 +83,7 @@ def collapse_values(terms: Sequence[Any], num_classes: int) -> dict[str, float]:
     margin losses; terms of other kinds are not watched."""
     values = {}
     for term in terms:
-        if term.name in CLASSIFICATION:
+        if is_classification(term):
             values[term.key] = math.log(num_classes)
             continue
         module = getattr(term.module, "inner", term.module)  # warm-up wrappers keep the loss
@@ -118,7 +121,7 @@ class CollapseDetector:
     def for_terms(cls, terms: Sequence[Any], num_classes: int, **kwargs: Any
                   ) -> CollapseDetector:
         values = collapse_values(terms, num_classes)
-        ce = tuple(t.key for t in terms if t.name in CLASSIFICATION)
+        ce = tuple(t.key for t in terms if is_classification(t))
         return cls(loss_at_collapse=values, ce_terms=ce, **kwargs)
 
     def __post_init__(self) -> None:

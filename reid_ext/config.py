@@ -14,9 +14,11 @@ from typing import Any
 import yaml
 from yacs.config import CfgNode as CN  # noqa: N817 - the name every yacs user knows
 
+from reid_ext.losses.terms import PID_TARGET, default_output
+
 # Sections whose keys are free-form (model- or dataset-specific kwargs).
 OPEN_SECTIONS = ("model.kwargs", "data.options")
-LOSS_TERM_KEYS = ("name", "weight", "output", "kwargs")
+LOSS_TERM_KEYS = ("name", "weight", "output", "target", "kwargs")
 
 
 class ConfigError(ValueError):
@@ -116,7 +118,7 @@ def get_default_config() -> CN:
     cfg.loss.triplet.margin = 0.3
     cfg.loss.triplet.weight_t = 1.0
     cfg.loss.triplet.weight_x = 0.0
-    # reid_ext: explicit loss terms [{name, weight, output, kwargs}]; when empty they are
+    # reid_ext: explicit loss terms [{name, weight, output, target, kwargs}]; when empty they are
     # derived from loss.name exactly as torchreid's softmax/triplet engines combine them.
     cfg.loss.terms = []
 
@@ -248,6 +250,9 @@ def validate(cfg: CN) -> None:
             raise ConfigError(f"{where} needs a 'name'")
         if not isinstance(term.get("weight", 1.0), (int, float)):
             raise ConfigError(f"{where}.weight must be a number, got {term['weight']!r}")
+        if not isinstance(term.get("target", PID_TARGET) or PID_TARGET, str):
+            raise ConfigError(f"{where}.target must be 'pid' or a batch key such as 'mask', "
+                              f"got {term['target']!r}")
         if not isinstance(term.get("kwargs", {}) or {}, dict):
             raise ConfigError(f"{where}.kwargs must be a mapping, got {term['kwargs']!r}")
     if cfg.aux.on_missing not in ("fallback", "error"):
@@ -264,27 +269,20 @@ def loss_terms_from_config(cfg: CN) -> list[dict[str, Any]]:
             kwargs = dict(term.get("kwargs") or {})
             terms.append({"name": term["name"], "weight": float(term.get("weight", 1.0)),
                           "output": term.get("output") or default_output(term["name"]),
-                          "kwargs": kwargs})
+                          "target": term.get("target") or PID_TARGET, "kwargs": kwargs})
         return terms
-    softmax = {"name": "softmax", "weight": 1.0, "output": "logits",
+    softmax = {"name": "softmax", "weight": 1.0, "output": "logits", "target": PID_TARGET,
                "kwargs": {"label_smooth": bool(cfg.loss.softmax.label_smooth)}}
     if cfg.loss.name == "softmax":
         return [softmax]
     if cfg.loss.name == "triplet":
         triplet = {"name": "triplet", "weight": float(cfg.loss.triplet.weight_t),
-                   "output": "feats", "kwargs": {"margin": float(cfg.loss.triplet.margin)}}
+                   "output": "feats", "target": PID_TARGET,
+                   "kwargs": {"margin": float(cfg.loss.triplet.margin)}}
         softmax["weight"] = float(cfg.loss.triplet.weight_x)
         return [t for t in (triplet, softmax) if t["weight"] > 0]
     raise ConfigError(f"loss.name must be 'softmax' or 'triplet' (or list loss.terms), "
                       f"got {cfg.loss.name!r}")
-
-
-CLASSIFICATION_LOSSES = ("softmax", "cosine_softmax_ce")
-
-
-def default_output(loss_name: str) -> str:
-    """Classification losses read ``logits``; metric losses read ``feats``."""
-    return "logits" if loss_name in CLASSIFICATION_LOSSES else "feats"
 
 
 def host_loss_mode(terms: list[dict[str, Any]]) -> str:

@@ -23,10 +23,8 @@ from reid_ext import host
 from reid_ext.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_atomic
 from reid_ext.collapse import detector_from_config, metric_features
 from reid_ext.evaluation.report import rank_and_report
-from reid_ext.losses.terms import LossTerm, build_loss_terms
+from reid_ext.losses.terms import PID_TARGET, LossTerm, build_loss_terms, check_targets
 from reid_ext.models.factory import model_aux_inputs
-
-AUX_KEYS = ("mask", "keypoints", "parts")
 
 
 def named_outputs(outputs: Any) -> dict[str, Any]:
@@ -50,9 +48,12 @@ class ReidEngine(host.get_host().Engine):
 
     Args:
         datamanager: a torchreid ``ImageDataManager`` (possibly with aux-map loaders).
-        model: any torchreid or reid_ext model.
-        optimizer, scheduler: as for the host's engines; ``scheduler`` may be None.
-        loss_terms: ``[{name, weight, output, kwargs}]`` specs or built :class:`LossTerm` s.
+        model: any torchreid or reid_ext model, or a ``{name: model}`` mapping of several
+            (mutual learning); one model is the one-entry case, named ``model``.
+        optimizer, scheduler: as for the host's engines (``scheduler`` may be None), or
+            mappings with the same names as ``model``.
+        loss_terms: ``[{name, weight, output, target, kwargs}]`` specs (built once per model)
+            or, for one model, built :class:`LossTerm` s.
         amp: autocast the forward pass (float16 + GradScaler on CUDA, bfloat16 on CPU).
         checkpoint_freq: also save a checkpoint every this many epochs (0: only where the
             host saves, after evaluations and at the end).
@@ -62,8 +63,8 @@ class ReidEngine(host.get_host().Engine):
     def __init__(
         self,
         datamanager: Any,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer | None = None,
+        model: nn.Module | Mapping[str, nn.Module],
+        optimizer: torch.optim.Optimizer | Mapping[str, Any] | None = None,
         scheduler: Any = None,
         loss_terms: Sequence[Mapping[str, Any] | LossTerm] = (),
         use_gpu: bool = True,
@@ -74,15 +75,25 @@ class ReidEngine(host.get_host().Engine):
     ) -> None:
         super().__init__(datamanager, use_gpu=use_gpu)
         self.device = torch.device("cuda" if self.use_gpu else "cpu")
-        self.model = model.to(self.device)
-        self.optimizer = optimizer
-        self.scheduler = scheduler
-        self.register_model("model", self.model, optimizer, scheduler)
+        models = dict(model) if isinstance(model, Mapping) else {"model": model}
+        optimizers = _per_model(optimizer, models, "optimizer")
+        schedulers = _per_model(scheduler, models, "scheduler")
         specs = list(loss_terms)
-        if specs and not isinstance(specs[0], LossTerm):
-            specs = build_loss_terms(specs, datamanager.num_train_pids, self.device)
-        self.loss_terms: list[LossTerm] = specs
-        self.aux_keys = model_aux_inputs(model)
+        if any(isinstance(t, LossTerm) for t in specs) and len(models) > 1:
+            raise TypeError("with several models pass loss_terms as {name, weight, output, "
+                            "target, kwargs} specs; each model gets its own instances")
+        self.terms_by_model: dict[str, list[LossTerm]] = {}
+        for name, net in models.items():
+            self.register_model(name, net.to(self.device), optimizers[name], schedulers[name])
+            self.terms_by_model[name] = (
+                specs if not specs or isinstance(specs[0], LossTerm)
+                else build_loss_terms(specs, datamanager.num_train_pids, self.device))
+        first = next(iter(models))
+        self.model = self._models[first]
+        self.optimizer = self._optims[first]
+        self.scheduler = self._scheds[first]
+        self.loss_terms: list[LossTerm] = self.terms_by_model[first]
+        self.aux_keys = model_aux_inputs(self.model)
         self.amp = amp
         self.scaler = torch.amp.GradScaler("cuda") if amp and self.use_gpu else None
         self.checkpoint_freq = checkpoint_freq
@@ -93,6 +104,7 @@ class ReidEngine(host.get_host().Engine):
         self._rng_after_epoch: dict[str, Any] | None = None
         # embedding-collapse watch (train.collapse_* keys; reid_ext/collapse.py)
         self.collapse = detector_from_config(config, self.loss_terms, datamanager.num_train_pids)
+        self._targets_checked = False
 
     # --- training ------------------------------------------------------------------------
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -113,16 +125,41 @@ class ReidEngine(host.get_host().Engine):
             )
         return {k: data[k].to(self.device, non_blocking=True) for k in keys}
 
-    def compute_loss_terms(self, outputs: Mapping[str, Any], pids: torch.Tensor,
+    def all_terms(self) -> list[LossTerm]:
+        return [t for terms in self.terms_by_model.values() for t in terms]
+
+    def loss_targets(self, data: Mapping[str, Any], pids: torch.Tensor
+                     ) -> dict[str, torch.Tensor]:
+        """``pid`` plus every batch entry a loss term compares with, on the model's device.
+
+        The first batch is checked before any step: a term whose target the batch lacks fails
+        naming the term, the target and the batch keys.
+        """
+        terms = self.all_terms()
+        if not self._targets_checked:
+            check_targets(terms, [PID_TARGET, *data.keys()])
+            self._targets_checked = True
+        targets = {PID_TARGET: pids}
+        for key in {t.target for t in terms} - {PID_TARGET}:
+            targets[key] = data[key].to(self.device, non_blocking=True)
+        return targets
+
+    def compute_loss_terms(self, outputs: Mapping[str, Any],
+                           targets: Mapping[str, torch.Tensor] | torch.Tensor,
                            terms: Sequence[LossTerm] | None = None
                            ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Weighted sum of the loss terms and each term's (unweighted) value for the log."""
-        total = torch.zeros((), device=pids.device)
+        """Weighted sum of the loss terms and each term's (unweighted) value for the log.
+
+        ``targets`` is :meth:`loss_targets`'s mapping (a bare tensor means the pids).
+        """
+        if isinstance(targets, torch.Tensor):
+            targets = {PID_TARGET: targets}
+        total = torch.zeros((), device=targets[PID_TARGET].device)
         summary: dict[str, float] = {}
         progress = self.epoch + getattr(self, "batch_idx", 0) / max(getattr(self, "num_batches",
                                                                              1) or 1, 1)
         for term in self.loss_terms if terms is None else terms:
-            value = term(outputs, pids)
+            value = term(outputs, targets)
             total = total + term.weight * term.ramp(progress) * value.float()
             summary[term.key] = value.item()
         return total, summary
@@ -130,9 +167,10 @@ class ReidEngine(host.get_host().Engine):
     def forward_backward(self, data: Mapping[str, Any]) -> dict[str, float]:
         imgs, pids = self.parse_data_for_train(data)
         imgs, pids = imgs.to(self.device, non_blocking=True), pids.to(self.device)
+        targets = self.loss_targets(data, pids)
         with self.autocast():
             outputs = named_outputs(self.model(imgs, **self.aux_inputs(data)))
-            total, summary = self.compute_loss_terms(outputs, pids)
+            total, summary = self.compute_loss_terms(outputs, targets)
         if self.collapse is not None:  # warns, or raises CollapseError before the step
             self.collapse.update(metric_features(outputs, self.loss_terms), summary)
         self.step(total, self.optimizer, self.loss_terms)
@@ -213,8 +251,8 @@ class ReidEngine(host.get_host().Engine):
         }
 
     def terms_of(self, name: str) -> list[LossTerm]:
-        """The loss terms that belong to model ``name`` (one model: all of them)."""
-        return self.loss_terms
+        """The loss terms that belong to model ``name``."""
+        return self.terms_by_model[name]
 
     def save_model(self, epoch: int, rank1: float, save_dir: str, is_best: bool = False) -> None:
         """Atomic checkpoint per model: ``<save_dir>/<name>/model.pth.tar-<epoch>``."""
@@ -254,7 +292,7 @@ class ReidEngine(host.get_host().Engine):
     # --- evaluation ----------------------------------------------------------------------
     def embedding_models(self) -> list[tuple[str, nn.Module]]:
         """The (name, model) pairs whose embeddings are evaluated."""
-        return [("model", self.model)]
+        return list(self._models.items())
 
     def feature_sets(self, query: dict[str, torch.Tensor], gallery: dict[str, torch.Tensor]
                      ) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
@@ -321,3 +359,15 @@ class ReidEngine(host.get_host().Engine):
                 save_dir=str(Path(save_dir) / f"visrank_{dataset_name}"), topk=visrank_topk,
             )
         return result["rank1"], result["mAP"]
+
+
+def _per_model(value: Any, models: Mapping[str, nn.Module], what: str) -> dict[str, Any]:
+    """``value`` as a ``{model name: value}`` mapping (one shared value for a single model)."""
+    if isinstance(value, Mapping):
+        if set(value) != set(models):
+            raise ValueError(f"one {what} per model: models {sorted(models)}, {what}s "
+                             f"{sorted(value)}")
+        return dict(value)
+    if len(models) > 1 and value is not None:
+        raise ValueError(f"several models need a {{name: {what}}} mapping, got one {what}")
+    return {name: value for name in models}

@@ -6,12 +6,23 @@ the rest of reid_ext the pieces it needs. Everything else imports torchreid thro
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import warnings
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
+
+from reid_ext.registry import (
+    DATASETS,
+    MODELS,
+    SAMPLERS,
+    Registry,
+    call_accepting,
+    closest_first,
+    same_object,
+)
 
 _SAMPLER_HOOK_FLAG = "_reid_ext_original"
 
@@ -111,10 +122,15 @@ class Host:
 
     # --- registration into the host ---------------------------------------------------
     def register_model(self, name: str, factory: Callable[..., Any]) -> None:
-        """Add ``factory`` to torchreid's model table; re-registering the same one is a no-op."""
+        """Add ``factory`` to torchreid's model table; re-registering the same one is a no-op.
+
+        torchreid calls every factory with ``num_classes, loss, pretrained, use_gpu``; the
+        table holds an adapter that passes on only what ``factory`` accepts, so reid_ext
+        factories need not take (and ignore) the host's extra arguments.
+        """
         table = self.model_factory()
         _check_free(table, name, factory, "model")
-        table[name] = factory
+        table[name] = host_adapter(factory)
 
     def register_dataset(self, name: str, dataset_cls: type) -> None:
         """Register an image dataset through torchreid's ``register_image_dataset``."""
@@ -144,8 +160,6 @@ class Host:
                 )
             known = list(sampler_mod.AVAI_SAMPLERS) + samplers.names()
             if train_sampler not in sampler_mod.AVAI_SAMPLERS:
-                from reid_ext.registry import closest_first
-
                 raise ValueError(
                     f"unknown train_sampler '{train_sampler}'; known samplers (closest "
                     f"first): {', '.join(closest_first(train_sampler, known))}"
@@ -165,11 +179,20 @@ class Host:
         return getattr(fn, _SAMPLER_HOOK_FLAG, fn)
 
 
-def _check_free(table: dict[str, Any], name: str, obj: Any, kind: str) -> None:
-    from reid_ext.registry import _same_object
+def host_adapter(factory: Callable[..., Any]) -> Callable[..., Any]:
+    """``factory`` called with only the keyword arguments it accepts (see ``register_model``)."""
 
+    @functools.wraps(factory)
+    def adapted(*args: Any, **kwargs: Any) -> Any:
+        return call_accepting(factory, *args, **kwargs)
+
+    return adapted
+
+
+def _check_free(table: dict[str, Any], name: str, obj: Any, kind: str) -> None:
     old = table.get(name)
-    if old is not None and not _same_object(old, obj):
+    old = getattr(old, "__wrapped__", old)
+    if old is not None and not same_object(old, obj):
         raise ValueError(
             f"torchreid already has a {kind} called '{name}' ({old!r}); reid_ext will not "
             f"replace it with {obj!r}"
@@ -189,6 +212,18 @@ def get_host() -> Host:
     if _HOST is None:
         _HOST = Host()
     return _HOST
+
+
+def register_into_host(samplers: Registry = SAMPLERS) -> None:
+    """Connect reid_ext's MODELS, DATASETS and SAMPLERS to torchreid; safe to call again.
+
+    Models and datasets are pushed through registry listeners, so a component registered
+    after ``import reid_ext`` reaches torchreid's ``build_model`` / ``ImageDataManager`` too.
+    """
+    host = get_host()
+    MODELS.subscribe(host.register_model)
+    DATASETS.subscribe(host.register_dataset)
+    host.install_sampler_hook(samplers)
 
 
 def __getattr__(name: str) -> Any:

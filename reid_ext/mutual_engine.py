@@ -26,9 +26,9 @@ from torch import nn
 
 from reid_ext import host
 from reid_ext.engine import ReidEngine, named_outputs
-from reid_ext.losses.distance import check_metric, pairwise_distance
+from reid_ext.losses.distance import check_metric, pairwise_distance_l2
 from reid_ext.losses.mutual import kl_towards, metric_towards
-from reid_ext.losses.terms import LossTerm, build_loss_terms
+from reid_ext.losses.terms import LossTerm
 
 CONCAT = "concat"
 
@@ -39,7 +39,7 @@ class MutualEngine(ReidEngine):
     Args:
         datamanager: a torchreid ``ImageDataManager``.
         models, optimizers: one optimizer per model; ``schedulers`` likewise (or None).
-        loss_terms: ``[{name, weight, output, kwargs}]`` specs, instantiated once per model.
+        loss_terms: ``[{name, weight, output, target, kwargs}]`` specs, built once per model.
         kl_weight, temperature: weight and softmax temperature of the KL mutual term
             (0 disables it); it reads the ``logits`` output.
         metric_weight, mutual_metric: weight and distance (``euclidean`` | ``cosine``) of the
@@ -75,39 +75,31 @@ class MutualEngine(ReidEngine):
                              f"{kl_weight} and {metric_weight}")
         if temperature <= 0:
             raise ValueError(f"MutualEngine: temperature must be > 0, got {temperature}")
-        super().__init__(datamanager, models[0], optimizers[0], schedulers[0], loss_terms=(),
-                         use_gpu=use_gpu, amp=amp, checkpoint_freq=checkpoint_freq,
-                         eval_protocol=eval_protocol, config=config)
-        # the parent registered its one model as "model": register the peers instead
-        for table in (self._models, self._optims, self._scheds):
-            table.clear()
-        self.peers = [model.to(self.device) for model in models]
+        super().__init__(datamanager, dict(zip(names, models)),
+                         dict(zip(names, optimizers)), dict(zip(names, schedulers)),
+                         loss_terms=loss_terms, use_gpu=use_gpu, amp=amp,
+                         checkpoint_freq=checkpoint_freq, eval_protocol=eval_protocol,
+                         config=config)
         self.peer_names = names
-        self.peer_terms: dict[str, list[LossTerm]] = {}
-        for name, model, optimizer, scheduler in zip(names, self.peers, optimizers, schedulers):
-            self.register_model(name, model, optimizer, scheduler)
-            self.peer_terms[name] = build_loss_terms(loss_terms, datamanager.num_train_pids,
-                                                     self.device)
-        self.loss_terms = self.peer_terms[names[0]]
+        self.peers = [self._models[name] for name in names]
+        self.peer_terms = self.terms_by_model
         self.kl_weight = float(kl_weight)
         self.temperature = float(temperature)
         self.metric_weight = float(metric_weight)
         self.mutual_metric = check_metric(mutual_metric)
 
-    def terms_of(self, name: str) -> list[LossTerm]:
-        return self.peer_terms[name]
-
     # --- training ------------------------------------------------------------------------
     def forward_backward(self, data: Mapping[str, Any]) -> dict[str, float]:
         imgs, pids = self.parse_data_for_train(data)
         imgs, pids = imgs.to(self.device, non_blocking=True), pids.to(self.device)
+        targets = self.loss_targets(data, pids)
         summary: dict[str, float] = {}
         with self.autocast():
             outputs = [named_outputs(model(imgs, **self.aux_inputs(data, model)))
                        for model in self.peers]
             totals = []
             for i, name in enumerate(self.peer_names):
-                total, own = self.compute_loss_terms(outputs[i], pids, self.peer_terms[name])
+                total, own = self.compute_loss_terms(outputs[i], targets, self.peer_terms[name])
                 summary.update({f"{name}/{key}": value for key, value in own.items()})
                 peers = [out for j, out in enumerate(outputs) if j != i]
                 if self.kl_weight > 0:
@@ -132,8 +124,8 @@ class MutualEngine(ReidEngine):
         return kl_towards(logits.float(), peer_logits.float(), self.temperature)
 
     def metric_towards(self, feats: torch.Tensor, peer_feats: torch.Tensor) -> torch.Tensor:
-        return metric_towards(pairwise_distance(feats.float(), metric=self.mutual_metric),
-                              pairwise_distance(peer_feats.float(), metric=self.mutual_metric))
+        return metric_towards(pairwise_distance_l2(feats.float(), metric=self.mutual_metric),
+                              pairwise_distance_l2(peer_feats.float(), metric=self.mutual_metric))
 
     @staticmethod
     def mutual_term(own: Mapping[str, Any], peers: Sequence[Mapping[str, Any]], key: str,

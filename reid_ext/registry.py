@@ -1,13 +1,15 @@
 """Name -> object registries for everything reid_ext plugs into torchreid.
 
-One small :class:`Registry` class serves all kinds of component. ``register_into_host()``
-pushes MODELS, DATASETS and SAMPLERS into torchreid's own factories so that the host's
-``build_model``, ``ImageDataManager`` and sampler builder know the new names.
+One small :class:`Registry` class serves all kinds of component. A registration carries its
+metadata (``LOSSES.register("softmax", reads="logits")``), and listeners hear of every
+registration, past and future: that is how ``reid_ext.host`` pushes MODELS, DATASETS and
+SAMPLERS into torchreid (this module knows nothing of the host).
 """
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator
+import inspect
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -27,7 +29,7 @@ def closest_first(name: str, candidates: list[str]) -> list[str]:
 
 
 class Registry:
-    """A named table of components with a decorator API.
+    """A named table of components with a decorator API, metadata and listeners.
 
     Registering the same object under the same name twice is a no-op (module reloads are
     harmless); registering a *different* object under a taken name is an error unless
@@ -37,27 +39,39 @@ class Registry:
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._table: dict[str, Any] = {}
+        self._meta: dict[str, dict[str, Any]] = {}
+        self._listeners: list[Callable[[str, Any], None]] = []
 
-    def register(
-        self, name: str | None = None, obj: Any = None, *, override: bool = False
-    ) -> Any:
-        """Register ``obj`` under ``name``; without ``obj`` act as a decorator."""
+    def register(self, name: str | None = None, obj: Any = None, *, override: bool = False,
+                 **metadata: Any) -> Any:
+        """Register ``obj`` under ``name`` with ``metadata``; without ``obj`` act as a decorator."""
         if obj is None:
 
             def decorator(target: T) -> T:
-                self.register(name or target.__name__, target, override=override)
+                self.register(name or target.__name__, target, override=override, **metadata)
                 return target
 
             return decorator
         key = name or obj.__name__
         old = self._table.get(key)
-        if old is not None and not override and not _same_object(old, obj):
+        if old is not None and not override and not same_object(old, obj):
             raise ValueError(
-                f"{self.kind} name '{key}' is already registered to {_describe(old)}; "
-                f"pass override=True to replace it with {_describe(obj)}"
+                f"{self.kind} name '{key}' is already registered to {describe(old)}; "
+                f"pass override=True to replace it with {describe(obj)}"
             )
         self._table[key] = obj
+        self._meta[key] = dict(metadata)
+        for listener in self._listeners:
+            listener(key, obj)
         return obj
+
+    def subscribe(self, listener: Callable[[str, Any], None]) -> None:
+        """Call ``listener(name, obj)`` for every registration, existing ones first; once."""
+        if any(same_object(listener, old) for old in self._listeners):
+            return
+        self._listeners.append(listener)
+        for key, obj in self.items():
+            listener(key, obj)
 
     def get(self, name: str) -> Any:
         """Return the component called ``name`` or raise :class:`UnknownNameError`."""
@@ -70,9 +84,21 @@ class Registry:
                 + ", ".join(known)
             ) from None
 
-    def build(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        """Look ``name`` up and call it with the given arguments."""
-        return self.get(name)(*args, **kwargs)
+    def meta(self, name: str) -> dict[str, Any]:
+        """The metadata ``name`` was registered with (a copy)."""
+        self.get(name)
+        return dict(self._meta.get(name, {}))
+
+    def build(self, name: str, *args: Any, context: Mapping[str, Any] | None = None,
+              **kwargs: Any) -> Any:
+        """Call the component ``name`` with ``kwargs`` plus the entries of ``context`` that its
+        signature accepts (what the caller can offer, e.g. ``num_classes``, ``use_gpu``).
+
+        ``kwargs`` are the user's and are passed as they are: a misspelt one still fails.
+        """
+        factory = self.get(name)
+        offered = {k: v for k, v in (context or {}).items() if k not in kwargs}
+        return factory(*args, **accepted_kwargs(factory, offered), **kwargs)
 
     def names(self) -> list[str]:
         return sorted(self._table)
@@ -93,7 +119,25 @@ class Registry:
         return f"Registry({self.kind!r}, {self.names()})"
 
 
-def _same_object(a: Any, b: Any) -> bool:
+def accepted_kwargs(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The subset of ``kwargs`` that ``fn`` names as parameters.
+
+    A catch-all ``**kwargs`` does not count: offered extras (torchreid's ``use_gpu``, the
+    engine's ``num_classes``) reach a factory only when it asks for them by name, so they never
+    leak through ``**kwargs`` into a constructor that does not know them.
+    """
+    names = {p.name for p in inspect.signature(fn).parameters.values()
+             if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
+    return {k: v for k, v in kwargs.items() if k in names}
+
+
+def call_accepting(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call ``fn`` with only the keyword arguments it accepts (the host passes extras such as
+    ``use_gpu``; loss factories need not take ``num_classes``)."""
+    return fn(*args, **accepted_kwargs(fn, kwargs))
+
+
+def same_object(a: Any, b: Any) -> bool:
     """True for the same object, or the same qualified name (a reloaded module's new copy)."""
     if a is b:
         return True
@@ -104,7 +148,7 @@ def _same_object(a: Any, b: Any) -> bool:
     )
 
 
-def _describe(obj: Any) -> str:
+def describe(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
 
 
@@ -114,14 +158,3 @@ SAMPLERS = Registry("sampler")
 DATASETS = Registry("dataset")
 MASK_SOURCES = Registry("mask source")
 KEYPOINT_SOURCES = Registry("keypoint source")
-
-
-def register_into_host() -> None:
-    """Push MODELS, DATASETS and SAMPLERS into torchreid; safe to call any number of times."""
-    from reid_ext import host
-
-    for name, factory in MODELS.items():
-        host.register_model(name, factory)
-    for name, dataset_cls in DATASETS.items():
-        host.register_dataset(name, dataset_cls)
-    host.install_sampler_hook(SAMPLERS)

@@ -9,6 +9,7 @@ from yacs.config import CfgNode
 from reid_ext import host
 from reid_ext.checkpoint import load_matching_weights
 from reid_ext.config import host_loss_mode, loss_terms_from_config
+from reid_ext.data.auxmaps import AUX_KEYS, attach_aux_maps
 from reid_ext.data.options import clear_dataset_options, set_dataset_options
 from reid_ext.engine import ReidEngine
 from reid_ext.models.factory import build_model, model_aux_inputs
@@ -86,8 +87,9 @@ def seed_everything(cfg: CfgNode) -> None:
 def aux_keys_for(cfg: CfgNode, model: torch.nn.Module) -> tuple[str, ...]:
     """Aux maps to load: what the model declares plus what the config asks for."""
     keys = list(model_aux_inputs(model))
-    for key in ("mask", "keypoints", "parts"):
-        if getattr(cfg.aux, key) and key not in keys:
+    targets = {term.get("target") for term in loss_terms_from_config(cfg)}
+    for key in AUX_KEYS:
+        if (getattr(cfg.aux, key, "") or key in targets) and key not in keys:
             keys.append(key)
     return tuple(keys)
 
@@ -101,8 +103,6 @@ def attach_aux(cfg: CfgNode, datamanager: Any, keys: tuple[str, ...]) -> None:
     """Swap the data manager's loaders for aux-map loaders when any aux key is needed."""
     if not keys:
         return
-    from reid_ext.data.auxmaps import attach_aux_maps
-
     attach_aux_maps(
         datamanager, keys,
         mask_dir=None if cfg.aux.mask in ("", "auto") else cfg.aux.mask,

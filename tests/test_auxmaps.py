@@ -15,7 +15,6 @@ from reid_ext.data.auxmaps import (
     UnreadableImageError,
     attach_aux_maps,
 )
-from reid_ext.data.keypoint_formats import ATRW15, COCO17
 from reid_ext.data.parts import PART_SCHEMES, keypoints_to_parts
 from reid_ext.data.transforms import build_joint_transforms
 from reid_ext.preprocess.cache import (
@@ -28,6 +27,7 @@ from reid_ext.preprocess.cache import (
     write_manifest,
     write_mask,
 )
+from reid_ext.skeletons import ATRW15, COCO17
 
 H, W = 20, 10
 

@@ -51,8 +51,9 @@ def test_load_matching_weights_skips_other_classifier(tmp_path):
     source, target = TinyNet(num_classes=5), TinyNet(num_classes=9)
     path = tmp_path / "w.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}}, path)
-    skipped = load_matching_weights(target, path)
-    assert sorted(skipped) == ["classifier.bias", "classifier.weight"]
+    report = load_matching_weights(target, path)
+    assert sorted(report.skipped_head) == ["classifier.bias", "classifier.weight"]
+    assert report.skipped_other == [] and report.missing == []
     for key, value in source.state_dict().items():
         if not key.startswith("classifier"):
             assert torch.equal(target.state_dict()[key], value)

@@ -38,11 +38,15 @@ def test_open_sections_take_any_key(tmp_path):
 
 def test_loss_terms_explicit_and_derived(tmp_path):
     path = write(tmp_path, "loss:\n  terms:\n    - {name: softmax, weight: 1.0}\n"
-                           "    - {name: triplet, weight: 0.5, kwargs: {margin: 0.2}}\n")
+                           "    - {name: triplet, weight: 0.5, kwargs: {margin: 0.2}}\n"
+                           "    - {name: center, weight: 0.1, target: pid}\n")
     terms = loss_terms_from_config(load_config(path))
+    # outputs come from each loss's registration metadata ('reads'); targets default to pid
     assert terms == [
-        {"name": "softmax", "weight": 1.0, "output": "logits", "kwargs": {}},
-        {"name": "triplet", "weight": 0.5, "output": "feats", "kwargs": {"margin": 0.2}},
+        {"name": "softmax", "weight": 1.0, "output": "logits", "target": "pid", "kwargs": {}},
+        {"name": "triplet", "weight": 0.5, "output": "feats", "target": "pid",
+         "kwargs": {"margin": 0.2}},
+        {"name": "center", "weight": 0.1, "output": "feats", "target": "pid", "kwargs": {}},
     ]
     cfg = load_config(None, ["loss.name", "triplet", "loss.triplet.weight_x", "0.3"])
     derived = loss_terms_from_config(cfg)

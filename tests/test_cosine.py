@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
+from reid_ext.layers.heads import inverse_softplus
 from reid_ext.losses.cosine import CosineSoftmaxHead, CosineSoftmaxLoss, cosine_softmax_loss
-from reid_ext.models.heads import inverse_softplus
 from reid_ext.registry import LOSSES
 
 
@@ -104,7 +104,7 @@ def test_logits_loss_is_cross_entropy_of_the_model_head():
     with torch.no_grad():
         head.weight.normal_()
     feats, targets = torch.randn(5, 6), torch.tensor([0, 3, 1, 1, 2])
-    loss = LOSSES.build("cosine_softmax_ce", num_classes=4)
+    loss = LOSSES.build("cosine_softmax_ce", context={"num_classes": 4})
     expected = -_hand_probabilities(head, feats)[torch.arange(5), targets].log().mean()
     assert loss(head(feats), targets).item() == pytest.approx(expected.item(), rel=1e-5)
 

@@ -66,12 +66,18 @@ def test_upstream_layout_is_detected_and_usable(fake_upstream):
     assert h.Engine.__name__ == "Engine"
     assert h.ImageDataset.__name__ == "ImageDataset"
 
-    def factory(num_classes, loss="softmax", pretrained=True, use_gpu=True):
-        return ("built", num_classes)
+    def factory(num_classes, pretrained=True):  # takes neither loss nor use_gpu
+        return ("built", num_classes, pretrained)
 
     h.register_model("upstream_only_model", factory)
     h.register_model("upstream_only_model", factory)  # idempotent
-    assert h.model_factory()["upstream_only_model"] is factory
+    adapted = h.model_factory()["upstream_only_model"]
+    assert adapted.__wrapped__ is factory
+    # called as torchreid's build_model does: the host's extra arguments are dropped
+    assert adapted(num_classes=3, loss="triplet", pretrained=False, use_gpu=True) == (
+        "built", 3, False)
+    with pytest.raises(ValueError, match="already has a model"):
+        h.register_model("upstream_only_model", lambda num_classes: None)
 
     samplers = Registry("sampler")
     samplers.register("always_first", lambda data_source, **kw: [0] * len(data_source))

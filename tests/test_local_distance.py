@@ -12,7 +12,7 @@ from reid_ext.evaluation.local_distance import (
     global_local_distance,
     local_distance,
 )
-from reid_ext.evaluation.neighbors import pairwise_distance
+from reid_ext.evaluation.neighbors import pairwise_distance_squared
 
 
 def reference_pair(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -68,7 +68,7 @@ def test_global_local_distance_adds_weighted_local_term():
     gq, gg = torch.randn(4, 10), torch.randn(6, 10)
     lq, lg = torch.randn(4, 3, 5), torch.randn(6, 3, 5)
     combined = global_local_distance(gq, gg, lq, lg, weight=0.5)
-    expected = pairwise_distance(gq, gg, "l2") + 0.5 * local_distance(lq, lg)
+    expected = pairwise_distance_squared(gq, gg, "l2") + 0.5 * local_distance(lq, lg)
     torch.testing.assert_close(combined, expected)
     l2 = torch.cdist(gq, gg)
     torch.testing.assert_close(global_local_distance(gq, gg, lq, lg, weight=0.0), l2, atol=1e-4,

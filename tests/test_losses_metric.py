@@ -7,15 +7,13 @@ import pytest
 import torch
 
 from reid_ext import host
-from reid_ext.losses.distance import pairwise_distance
-from reid_ext.losses.metric import (
-    contrastive,
-    msml,
-    quadruplet,
-    triplet_hard,
-    triplet_improved,
-    triplet_soft_hard,
-)
+from reid_ext.losses.distance import pairwise_distance_l2
+from reid_ext.losses.metric import BatchHardTripletLoss as triplet_hard  # noqa: N813
+from reid_ext.losses.metric import ContrastiveLoss as contrastive  # noqa: N813
+from reid_ext.losses.metric import ImprovedTripletLoss as triplet_improved  # noqa: N813
+from reid_ext.losses.metric import MarginSampleMiningLoss as msml  # noqa: N813
+from reid_ext.losses.metric import QuadrupletLoss as quadruplet  # noqa: N813
+from reid_ext.losses.metric import SoftHardTripletLoss as triplet_soft_hard  # noqa: N813
 from reid_ext.registry import LOSSES
 
 METRICS = ("euclidean", "cosine")
@@ -166,7 +164,7 @@ def test_triplet_family_matches_loop_reference(name, soft, metric, batch):
     x = features(len(labels), seed=len(name)).requires_grad_()
     # cosine distances live in [0, 2]: a smaller margin keeps some hinges inactive
     margin = 0.3 if metric == "euclidean" else 0.05
-    loss = factory(num_classes=10, margin=margin, soft_margin=soft, metric=metric, **extra)
+    loss = factory(margin=margin, soft_margin=soft, metric=metric, **extra)
     got = loss(x, torch.tensor(labels))
     want = reference(x, labels, metric, margin, soft, *extra.values())
     assert got.item() == pytest.approx(want, abs=1e-5, rel=1e-5)
@@ -209,7 +207,7 @@ def test_contrastive_matches_loop_reference(squared, metric, batch):
 @pytest.mark.parametrize("name", ["triplet_hard", "triplet_soft_hard", "msml", "quadruplet"])
 def test_batch_without_tuples_gives_zero_loss_with_zero_gradient(name):
     x = features(6).requires_grad_()
-    loss = LOSSES.build(name, num_classes=3)(x, torch.full((6,), 2))
+    loss = LOSSES.build(name, context={"num_classes": 3})(x, torch.full((6,), 2))
     assert loss.item() == 0.0
     loss.backward()
     assert torch.count_nonzero(x.grad) == 0
@@ -257,8 +255,8 @@ def test_gradcheck(name, soft, metric):
     else:
         # a margin larger than any distance keeps every hinge active (away from its kink)
         extra = {"margin2": 10.0} if name == "quadruplet" else {}
-        loss = LOSSES.build(name, num_classes=4, margin=10.0, soft_margin=soft, metric=metric,
-                            **extra)
+        loss = LOSSES.build(name, context={"num_classes": 4}, margin=10.0, soft_margin=soft,
+                            metric=metric, **extra)
     assert torch.autograd.gradcheck(lambda f: loss(f, labels), (x,))
 
 
@@ -266,7 +264,7 @@ def test_gradcheck(name, soft, metric):
 def test_registered_with_the_loss_contract():
     for name in ("triplet_hard", "triplet_soft_hard", "msml", "contrastive",
                  "triplet_improved", "quadruplet"):
-        loss = LOSSES.build(name, num_classes=5, metric="cosine")
+        loss = LOSSES.build(name, context={"num_classes": 5}, metric="cosine")
         assert isinstance(loss, torch.nn.Module)
         assert loss(torch.randn(8, 4), torch.arange(4).repeat(2)).dim() == 0
 
@@ -284,16 +282,16 @@ def test_bad_arguments_raise_clear_errors():
 
 def test_pairwise_distance_matches_torch_cdist():
     x, y = torch.randn(7, 9, dtype=torch.float64), torch.randn(5, 9, dtype=torch.float64)
-    torch.testing.assert_close(pairwise_distance(x, y), torch.cdist(x, y))
+    torch.testing.assert_close(pairwise_distance_l2(x, y), torch.cdist(x, y))
     cosine = torch.nn.functional.cosine_similarity(x[:, None], y[None], dim=2)
-    torch.testing.assert_close(pairwise_distance(x, y, metric="cosine"), 1 - cosine)
+    torch.testing.assert_close(pairwise_distance_l2(x, y, metric="cosine"), 1 - cosine)
 
 
 @pytest.mark.parametrize("name", list(CASES) + ["contrastive"])
 def test_autocast_half_precision_features_give_float32_loss_and_finite_grads(name):
     x = torch.randn(16, 8)
     labels = torch.arange(4).repeat_interleave(4)
-    loss = LOSSES.build(name, num_classes=4)
+    loss = LOSSES.build(name, context={"num_classes": 4})
     low = x.to(torch.bfloat16).requires_grad_()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         value = loss(low, labels)
@@ -307,6 +305,6 @@ def test_autocast_half_precision_features_give_float32_loss_and_finite_grads(nam
 def test_cuda_matches_cpu(name):
     x = torch.randn(32, 16)
     labels = torch.arange(8).repeat_interleave(4)
-    loss = LOSSES.build(name, num_classes=8)
+    loss = LOSSES.build(name, context={"num_classes": 8})
     torch.testing.assert_close(loss(x.cuda(), labels.cuda()).cpu(), loss(x, labels),
                                rtol=1e-4, atol=1e-5)

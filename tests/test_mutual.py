@@ -12,7 +12,7 @@ from torch import nn
 
 from reid_ext import host
 from reid_ext.data import options
-from reid_ext.losses.distance import pairwise_distance
+from reid_ext.losses.distance import pairwise_distance_l2
 from reid_ext.losses.mutual import (
     kl_mutual_loss,
     kl_towards,
@@ -57,8 +57,8 @@ def test_gradcheck_metric_mutual_loss():
     torch.testing.assert_close(pair_grad, own_grad)
     # and through euclidean distances of features (off-diagonal, away from the sqrt kink)
     f1 = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
-    d2 = pairwise_distance(torch.randn(6, 4, dtype=torch.float64))
-    assert torch.autograd.gradcheck(lambda a: metric_towards(pairwise_distance(a), d2),
+    d2 = pairwise_distance_l2(torch.randn(6, 4, dtype=torch.float64))
+    assert torch.autograd.gradcheck(lambda a: metric_towards(pairwise_distance_l2(a), d2),
                                     (f1,))
 
 
@@ -83,7 +83,7 @@ def test_model1_term_reaches_only_model1(kind):
     x = torch.randn(8, 5)
     out1, out2 = model1(x), model2(x)
     if kind == "metric":
-        term = metric_towards(pairwise_distance(out1), pairwise_distance(out2))
+        term = metric_towards(pairwise_distance_l2(out1), pairwise_distance_l2(out2))
     else:
         term = kl_towards(out1, out2, temperature=2.0)
     term.backward()
@@ -104,9 +104,10 @@ def test_symmetric_loss_gives_each_model_its_own_term_gradient(kind):
                 for p in (*model1.parameters(), *model2.parameters())]
 
     if kind == "metric":
-        pair = grads(lambda a, b: metric_mutual_loss(pairwise_distance(a), pairwise_distance(b)))
-        own1 = grads(lambda a, b: metric_towards(pairwise_distance(a), pairwise_distance(b)))
-        own2 = grads(lambda a, b: metric_towards(pairwise_distance(b), pairwise_distance(a)))
+        pair = grads(lambda a, b: metric_mutual_loss(pairwise_distance_l2(a),
+                                                     pairwise_distance_l2(b)))
+        own1 = grads(lambda a, b: metric_towards(pairwise_distance_l2(a), pairwise_distance_l2(b)))
+        own2 = grads(lambda a, b: metric_towards(pairwise_distance_l2(b), pairwise_distance_l2(a)))
     else:
         pair = grads(lambda a, b: kl_mutual_loss(a, b))
         own1 = grads(lambda a, b: kl_towards(a, b))
@@ -176,8 +177,8 @@ def test_step_gives_each_model_exactly_its_own_loss_gradient(folder_datamanager)
         terms = build_loss_terms(TERMS, folder_datamanager.num_train_pids)
         own = {t.key: t(outs[i], pids) for t in terms}
         kl = kl_towards(outs[i]["logits"], peer["logits"], 2.0)
-        metric = metric_towards(pairwise_distance(outs[i]["feats"]),
-                                pairwise_distance(peer["feats"]))
+        metric = metric_towards(pairwise_distance_l2(outs[i]["feats"]),
+                                pairwise_distance_l2(peer["feats"]))
         total = sum(own.values()) + 0.7 * kl + 0.3 * metric
         # each model's values are logged under its own name
         for key, value in own.items():

@@ -6,15 +6,15 @@ import pytest
 import torch
 
 from reid_ext import host
-from reid_ext.evaluation.neighbors import pairwise_distance
+from reid_ext.evaluation.neighbors import pairwise_distance_squared
 from reid_ext.evaluation.rerank import k_reciprocal_rerank, k_reciprocal_rerank_features
 
 
 def blocks(qf, gf, metric="euclidean"):
     return (
-        pairwise_distance(qf, gf, metric).numpy(),
-        pairwise_distance(qf, qf, metric).numpy(),
-        pairwise_distance(gf, gf, metric).numpy(),
+        pairwise_distance_squared(qf, gf, metric).numpy(),
+        pairwise_distance_squared(qf, qf, metric).numpy(),
+        pairwise_distance_squared(gf, gf, metric).numpy(),
     )
 
 

@@ -12,7 +12,6 @@ import pytest
 from PIL import Image
 
 from reid_ext.data import synthetic
-from reid_ext.data.keypoint_formats import ATRW15, COCO17
 from reid_ext.data.options import get_dataset_options, set_dataset_options
 from reid_ext.data.synthetic import generate_synthetic, resolve_options
 from reid_ext.data.synthetic_draw import (
@@ -34,6 +33,7 @@ from reid_ext.data.synthetic_draw import (
     tiger_look,
     tiger_pose,
 )
+from reid_ext.skeletons import ATRW15, COCO17
 
 TINY = {"num_train_ids": 3, "num_test_ids": 2, "images_per_id_per_camera": 2,
         "num_cameras": 2, "height": 64, "width": 32}

@@ -6,7 +6,6 @@ import pytest
 import torch
 from PIL import Image
 
-from reid_ext.data.keypoint_formats import ATRW15, COCO17
 from reid_ext.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -16,6 +15,7 @@ from reid_ext.data.transforms import (
     JointTransform,
     build_joint_transforms,
 )
+from reid_ext.skeletons import ATRW15, COCO17
 
 MARKER = (4, 1)  # (row, column) of the marker pixel, left of centre
 

@@ -21,7 +21,7 @@ import torch
 from reid_ext.benchmarking import measure
 from reid_ext.benchmarking.report import atomic_write_json, empty_row
 from reid_ext.benchmarking.specs import Job, ModelSpec
-from reid_ext.checkpoint import load_checkpoint
+from reid_ext.checkpoint import load_matching_weights
 from reid_ext.config import host_loss_mode, load_config, loss_terms_from_config
 from reid_ext.models.factory import build_model
 from reid_ext.registry import MODELS
@@ -149,19 +149,9 @@ def find_weights(weights_dir: Path, spec: ModelSpec) -> Path:
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> str:
-    """Load the tensors of ``path`` whose names and shapes match ``model``; return a note."""
-    state = load_checkpoint(path)
-    state = state.get("state_dict", state)
-    own = model.state_dict()
-    matched = {}
-    for key, value in state.items():
-        key = key[len("module."):] if key.startswith("module.") else key
-        if key in own and own[key].shape == value.shape:
-            matched[key] = value
-    if not matched:
-        raise ValueError(f"checkpoint '{path}' has no tensor matching the model's names/shapes")
-    model.load_state_dict(matched, strict=False)
-    return f"weights: {path} ({len(matched)}/{len(own)} tensors)"
+    """Load the tensors of ``path`` that fit ``model``; return a note for the results table."""
+    report = load_matching_weights(model, path, verbose=False)
+    return f"weights: {path} ({len(report.loaded)}/{len(model.state_dict())} tensors)"
 
 
 # --- measurements -------------------------------------------------------------------------

@@ -26,7 +26,6 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from reid_ext.data.keypoint_formats import get_keypoint_format
 from reid_ext.data.parts import get_part_scheme, keypoints_to_parts
 from reid_ext.data.transforms import ImageOnly, JointTransform, build_joint_transforms
 from reid_ext.preprocess.cache import (
@@ -36,6 +35,7 @@ from reid_ext.preprocess.cache import (
     image_relpath,
     mask_relpath,
 )
+from reid_ext.skeletons import get_keypoint_format
 
 logger = logging.getLogger(__name__)
 

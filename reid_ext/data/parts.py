@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from reid_ext.data.keypoint_formats import get_keypoint_format
+from reid_ext.skeletons import get_keypoint_format
 
 
 @dataclass(frozen=True)

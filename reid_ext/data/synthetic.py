@@ -30,10 +30,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from reid_ext import host
-from reid_ext.data.keypoint_formats import ATRW15, COCO17
 from reid_ext.data.options import get_dataset_options
 from reid_ext.data.synthetic_draw import KINDS, render_sample
 from reid_ext.registry import DATASETS
+from reid_ext.skeletons import ATRW15, COCO17
 
 GENERATOR_VERSION = "1"
 # The manifests' "created" field is fixed per generator version so that files stay

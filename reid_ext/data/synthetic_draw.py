@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from reid_ext.data.keypoint_formats import ATRW15, COCO17
+from reid_ext.skeletons import ATRW15, COCO17
 
 Point = tuple[float, float]
 DrawFn = Callable[[ImageDraw.ImageDraw, object], None]  # (draw, fill)

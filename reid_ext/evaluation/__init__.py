@@ -10,7 +10,7 @@ from reid_ext.evaluation.local_distance import (
     local_distance,
 )
 from reid_ext.evaluation.manifold import knn_affinity, smoothed_manifold_rerank
-from reid_ext.evaluation.neighbors import knn, pairwise_distance
+from reid_ext.evaluation.neighbors import knn, pairwise_distance_squared
 from reid_ext.evaluation.rank import RankResult, evaluate, pool_multi_query
 from reid_ext.evaluation.rerank import k_reciprocal_rerank, k_reciprocal_rerank_features
 
@@ -24,7 +24,7 @@ __all__ = [
     "knn",
     "knn_affinity",
     "local_distance",
-    "pairwise_distance",
+    "pairwise_distance_squared",
     "pool_multi_query",
     "smoothed_manifold_rerank",
 ]

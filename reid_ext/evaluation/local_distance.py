@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from reid_ext.evaluation.neighbors import as_tensor, check_metric, pairwise_distance
+from reid_ext.evaluation.neighbors import as_tensor, check_metric, pairwise_distance_squared
 
 CHUNK_ELEMENTS = 1 << 24  # stripe distances held at once (float32: 64 MB)
 
@@ -92,4 +92,4 @@ def global_local_distance(
         raise ValueError("global_q and local_q must have the same number of queries")
     if gg.shape[0] != as_tensor(local_g, "local_g", 3).shape[0]:
         raise ValueError("global_g and local_g must have the same number of gallery items")
-    return pairwise_distance(gq, gg, metric) + weight * local_distance(local_q, local_g)
+    return pairwise_distance_squared(gq, gg, metric) + weight * local_distance(local_q, local_g)

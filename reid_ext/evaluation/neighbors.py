@@ -64,8 +64,9 @@ def rows_per_chunk(
 class DistanceTo:
     """Distances from any rows to a fixed set ``b`` [n, d], with ``b``'s norms prepared once.
 
-    ``DistanceTo(b, metric)(a)`` is :func:`pairwise_distance` ``(a, b, metric)``; calling it on
-    row chunks of ``a`` gives the rows of the full matrix without recomputing ``b``'s side.
+    ``DistanceTo(b, metric)(a)`` is :func:`pairwise_distance_squared` ``(a, b, metric)``;
+    calling it on row chunks of ``a`` gives the rows of the full matrix without recomputing
+    ``b``'s side.
     """
 
     def __init__(self, b: torch.Tensor, metric: str = "euclidean") -> None:
@@ -87,7 +88,8 @@ class DistanceTo:
         return dist
 
 
-def pairwise_distance(a: torch.Tensor, b: torch.Tensor, metric: str = "euclidean") -> torch.Tensor:
+def pairwise_distance_squared(a: torch.Tensor, b: torch.Tensor,
+                              metric: str = "euclidean") -> torch.Tensor:
     """Distances between the rows of ``a`` [m, d] and ``b`` [n, d] as an [m, n] tensor.
 
     ``"euclidean"`` uses the same formula as torchreid's ``euclidean_squared_distance``

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from reid_ext.evaluation.neighbors import pairwise_distance
+from reid_ext.evaluation.neighbors import pairwise_distance_squared
 from reid_ext.evaluation.rank import evaluate
 from reid_ext.evaluation.rerank import k_reciprocal_rerank_features
 
@@ -26,7 +26,7 @@ def rank_and_report(qf: torch.Tensor, gf: torch.Tensor, q_pids: np.ndarray, g_pi
         print("Applying k-reciprocal re-ranking ...")
         distmat = k_reciprocal_rerank_features(qf, gf, metric=metric)
     else:
-        distmat = pairwise_distance(qf, gf, metric).numpy()
+        distmat = pairwise_distance_squared(qf, gf, metric).numpy()
     result = evaluate(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=max_rank,
                       protocol=protocol)
     cmc = result.cmc

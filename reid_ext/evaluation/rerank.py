@@ -17,7 +17,7 @@ difference ~1e-7), at a fraction of its time and memory:
 
 :func:`k_reciprocal_rerank_features` starts from features instead: distances are computed per
 row chunk by matrix products, so galleries of 100k+ fit in a few GiB. Its
-original distance is the matrix version's with ``D = pairwise_distance(all, all, metric)``
+original distance is the matrix version's with ``D = pairwise_distance_squared(all, all, metric)``
 (``metric="euclidean"`` is torchreid's squared euclidean distance, what the host's engine feeds
 ``re_ranking``); as ``D`` is then symmetric, the per-column normalisation is per row.
 """
@@ -78,7 +78,7 @@ def k_reciprocal_rerank_features(
 ) -> np.ndarray:
     """Re-ranked distances from query/gallery features, never forming the N x N matrix.
 
-    Equals ``k_reciprocal_rerank(D_qg, D_qq, D_gg)`` with ``D_xy = pairwise_distance(x, y,
+    Equals ``k_reciprocal_rerank(D_qg, D_qq, D_gg)`` with ``D_xy = pairwise_distance_squared(x, y,
     metric)`` (up to float rounding of the distances). Neighbours come from one chunked pass
     of matrix products + ``topk``: the host's normalisation needs every row's maximum, i.e. a
     full scan of each row anyway, so an index (faiss) would only add a second scan.
@@ -187,7 +187,7 @@ class _FeatureDistances:
 
 
 def _rowwise_distance(a: torch.Tensor, b: torch.Tensor, metric: str) -> torch.Tensor:
-    """``pairwise_distance`` of matching rows of ``a`` and ``b`` (same formula)."""
+    """``pairwise_distance_squared`` of matching rows of ``a`` and ``b`` (same formula)."""
     if metric == "cosine":
         a = torch.nn.functional.normalize(a, dim=1)
         b = torch.nn.functional.normalize(b, dim=1)

@@ -85,7 +85,7 @@ class CenterLoss(LazyModuleMixin, nn.Module):
         return f"centers={shape}, lr={self.lr}, halve={self.halve}"
 
 
-@LOSSES.register("center")
+@LOSSES.register("center", reads="feats")
 def center(num_classes: int, feat_dim: int | None = None, lr: float = 0.5,
            halve: bool = True) -> nn.Module:
     """Center loss; see :class:`CenterLoss`."""

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reid_ext.models.heads import CosineSoftmaxHead
+from reid_ext.layers.heads import CosineSoftmaxHead
 from reid_ext.registry import LOSSES
 
 __all__ = [
@@ -112,13 +112,13 @@ def _build_head_from_state(module: CosineSoftmaxLoss, state_dict: dict, prefix: 
         module.head = CosineSoftmaxHead(weight.shape[1], module.num_classes, module.init_scale)
 
 
-@LOSSES.register("cosine_softmax_ce")
-def cosine_softmax_ce(num_classes: int = 0, label_smooth: float = 0.0) -> LogitsCrossEntropy:
+@LOSSES.register("cosine_softmax_ce", reads="logits")
+def cosine_softmax_ce(label_smooth: float = 0.0) -> LogitsCrossEntropy:
     """Loss term: cross entropy on the ``logits`` of a model that owns a cosine-softmax head."""
     return LogitsCrossEntropy(label_smooth)
 
 
-@LOSSES.register("cosine_softmax")
+@LOSSES.register("cosine_softmax", reads="feats")
 def cosine_softmax_loss(num_classes: int, **kwargs: Any) -> CosineSoftmaxLoss:
     """Loss term: cosine-softmax cross entropy on ``feats`` with a loss-owned head.
 

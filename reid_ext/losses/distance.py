@@ -42,7 +42,7 @@ def check_batch(inputs: Tensor, targets: Tensor, loss_name: str) -> None:
         )
 
 
-def pairwise_distance(x: Tensor, y: Tensor | None = None, metric: str = "euclidean") -> Tensor:
+def pairwise_distance_l2(x: Tensor, y: Tensor | None = None, metric: str = "euclidean") -> Tensor:
     """Distances between the rows of ``x`` ``[N, D]`` and of ``y`` ``[M, D]`` (default ``x``).
 
     ``euclidean``: ``sqrt(clamp(||x||^2 + ||y||^2 - 2 x.y, 1e-12))``, computed exactly as

@@ -8,7 +8,7 @@ from reid_ext import host
 from reid_ext.registry import LOSSES
 
 
-@LOSSES.register("softmax")
+@LOSSES.register("softmax", reads="logits")
 def softmax_loss(num_classes: int, eps: float = 0.1, label_smooth: bool = True) -> nn.Module:
     """The host's cross entropy with label smoothing (``eps``), on logits."""
     return host.losses.CrossEntropyLoss(
@@ -17,7 +17,7 @@ def softmax_loss(num_classes: int, eps: float = 0.1, label_smooth: bool = True) 
     )
 
 
-@LOSSES.register("triplet")
-def triplet_loss(num_classes: int = 0, margin: float = 0.3) -> nn.Module:
+@LOSSES.register("triplet", reads="feats")
+def triplet_loss(margin: float = 0.3) -> nn.Module:
     """The host's batch-hard triplet loss (euclidean, hard margin), on features."""
     return host.losses.TripletLoss(margin=margin)

@@ -28,7 +28,7 @@ from reid_ext.losses.distance import (
     masked_mean,
     masked_min,
     masked_softmax,
-    pairwise_distance,
+    pairwise_distance_l2,
 )
 from reid_ext.registry import LOSSES
 
@@ -51,7 +51,7 @@ class MetricLoss(nn.Module):
         """Return ``(dist [B, B], positive mask, negative mask)`` for a checked batch."""
         check_batch(inputs, targets, type(self).__name__)
         positive, negative = identity_masks(targets)
-        return pairwise_distance(inputs, metric=self.metric), positive, negative
+        return pairwise_distance_l2(inputs, metric=self.metric), positive, negative
 
     def extra_repr(self) -> str:
         return f"metric={self.metric!r}"
@@ -220,48 +220,10 @@ def hardest_foreign_negative_pair(dist: Tensor, targets: Tensor, negative: Tenso
     return per_identity[anchor_identity]
 
 
-@LOSSES.register("triplet_hard")
-def triplet_hard(num_classes: int = 0, margin: float = 0.3, soft_margin: bool = False,
-                 metric: str = "euclidean") -> nn.Module:
-    """Batch-hard triplet loss; see :class:`BatchHardTripletLoss`."""
-    return BatchHardTripletLoss(margin=margin, soft_margin=soft_margin, metric=metric)
-
-
-@LOSSES.register("triplet_soft_hard")
-def triplet_soft_hard(num_classes: int = 0, margin: float = 0.3, soft_margin: bool = False,
-                      metric: str = "euclidean") -> nn.Module:
-    """Softmax-weighted triplet loss; see :class:`SoftHardTripletLoss`."""
-    return SoftHardTripletLoss(margin=margin, soft_margin=soft_margin, metric=metric)
-
-
-@LOSSES.register("msml")
-def msml(num_classes: int = 0, margin: float = 0.3, soft_margin: bool = False,
-         metric: str = "euclidean") -> nn.Module:
-    """Margin sample mining loss; see :class:`MarginSampleMiningLoss`."""
-    return MarginSampleMiningLoss(margin=margin, soft_margin=soft_margin, metric=metric)
-
-
-@LOSSES.register("contrastive")
-def contrastive(num_classes: int = 0, margin: float = 1.0, squared: bool = False,
-                metric: str = "euclidean") -> nn.Module:
-    """Pairwise contrastive loss; see :class:`ContrastiveLoss`."""
-    return ContrastiveLoss(margin=margin, squared=squared, metric=metric)
-
-
-@LOSSES.register("triplet_improved")
-def triplet_improved(num_classes: int = 0, margin: float = 0.3, beta: float = 0.1,
-                     beta_weight: float = 1.0, soft_margin: bool = False,
-                     metric: str = "euclidean") -> nn.Module:
-    """Batch-hard triplet plus the absolute positive-distance term; see
-    :class:`ImprovedTripletLoss`."""
-    return ImprovedTripletLoss(margin=margin, beta=beta, beta_weight=beta_weight,
-                               soft_margin=soft_margin, metric=metric)
-
-
-@LOSSES.register("quadruplet")
-def quadruplet(num_classes: int = 0, margin: float = 0.3, margin2: float = 0.15,
-               soft_margin: bool = False, metric: str = "euclidean",
-               relative: bool = True) -> nn.Module:
-    """Quadruplet loss with hardest mining; see :class:`QuadrupletLoss`."""
-    return QuadrupletLoss(margin=margin, margin2=margin2, soft_margin=soft_margin,
-                          metric=metric, relative=relative)
+# Registered classes: the engine passes only what a signature accepts (no num_classes here).
+LOSSES.register("triplet_hard", BatchHardTripletLoss, reads="feats")
+LOSSES.register("triplet_soft_hard", SoftHardTripletLoss, reads="feats")
+LOSSES.register("msml", MarginSampleMiningLoss, reads="feats")
+LOSSES.register("contrastive", ContrastiveLoss, reads="feats")
+LOSSES.register("triplet_improved", ImprovedTripletLoss, reads="feats")
+LOSSES.register("quadruplet", QuadrupletLoss, reads="feats")

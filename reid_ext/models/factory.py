@@ -13,8 +13,9 @@ def build_model(
     name: str, num_classes: int, loss: str = "softmax", pretrained: bool = True, **kwargs: Any
 ) -> nn.Module:
     """Build ``name`` with model-specific ``kwargs`` (torchreid's ``build_model`` takes none)."""
-    if name in MODELS:
-        return MODELS.get(name)(num_classes=num_classes, loss=loss, pretrained=pretrained, **kwargs)
+    if name in MODELS:  # a reid_ext factory gets loss/pretrained only if it takes them
+        return MODELS.build(name, context={"loss": loss, "pretrained": pretrained},
+                            num_classes=num_classes, **kwargs)
     table = host.get_host().model_factory()
     if name not in table:
         raise UnknownNameError(

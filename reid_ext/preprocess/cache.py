@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from reid_ext.skeletons import get_keypoint_format
+
 MANIFEST_NAME = "manifest.json"
 KEYPOINTS_NAME = "keypoints.npz"
 MASK_SUFFIX = ".png"
@@ -111,8 +113,6 @@ def write_keypoints(
     Every entry must have the format's number of keypoints. The manifest is written separately
     (:func:`write_manifest`) because it also names the source and weights.
     """
-    from reid_ext.data.keypoint_formats import get_keypoint_format
-
     num_keypoints = get_keypoint_format(keypoint_format).num_keypoints
     paths = [normalize_relpath(p) for p in entries]
     stacked = np.zeros((len(paths), num_keypoints, 3), dtype=np.float32)
@@ -225,8 +225,6 @@ class KeypointCache:
     """Keypoints of one dataset root, all loaded at once from ``keypoints.npz``."""
 
     def __init__(self, cache_dir: str | os.PathLike) -> None:
-        from reid_ext.data.keypoint_formats import get_keypoint_format
-
         self.cache_dir = Path(cache_dir)
         self.manifest = read_manifest(cache_dir, expected_kind="keypoints")
         self.keypoint_format: str = self.manifest["keypoint_format"]

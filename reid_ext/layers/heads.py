@@ -68,3 +68,27 @@ class CosineSoftmaxHead(nn.Module):
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, num_classes={self.num_classes}, "
                 f"scale={self.scale.item():.3g}")
+
+
+class BNNeck(nn.Module):
+    """The strong baseline's BatchNorm "neck" and bias-free ID classifier (Luo et al., 2019).
+
+    ``forward(feats)`` returns ``(neck_feats, logits)``: metric losses read the pre-BN
+    ``feats``, the ID loss reads ``logits`` of the post-BN feature, and the post-BN feature is
+    the embedding at inference. The BN has no learnable shift, as in the bag of tricks.
+    """
+
+    def __init__(self, in_features: int, num_classes: int) -> None:
+        super().__init__()
+        if in_features < 1 or num_classes < 1:
+            raise ValueError(f"BNNeck needs in_features >= 1 and num_classes >= 1; got "
+                             f"in_features={in_features}, num_classes={num_classes}")
+        self.neck = nn.BatchNorm1d(in_features)
+        self.neck.bias.requires_grad_(False)
+        self.classifier = nn.Linear(in_features, num_classes, bias=False)
+        nn.init.ones_(self.neck.weight)
+        nn.init.normal_(self.classifier.weight, std=0.001)
+
+    def forward(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        neck_feats = self.neck(feats)
+        return neck_feats, self.classifier(neck_feats)
