@@ -96,7 +96,7 @@ def probe(engine: Any, data: Mapping[str, Any]) -> dict[str, float]:
     return row
 
 
-def train_with_probes(cfg: Any, every: int, stream: Any = None
+def train_with_probes(cfg: Any, every: int, stream: Any = None, max_iters: int = 0
                       ) -> tuple[list[dict[str, Any]], Any]:
     """Train as the engine does, probing every ``every`` iterations; each probe row is also
     written as a JSON line to ``stream`` at once (a killed run keeps what it measured)."""
@@ -110,6 +110,8 @@ def train_with_probes(cfg: Any, every: int, stream: Any = None
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(engine.epoch)
         for data in engine.train_loader:
+            if max_iters and iteration > max_iters:
+                break
             if iteration % every == 0:
                 row = {"iter": iteration, "epoch": engine.epoch + 1, **probe(engine, data)}
                 rows.append(row)
@@ -146,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=10, help="probe every N iterations")
     parser.add_argument("--out", default="", help="write the probe rows as JSON here")
     parser.add_argument("--label", default="", help="name of this run in the JSON")
+    parser.add_argument("--iters", type=int, default=0,
+                        help="stop after this many iterations (0: all epochs)")
+    parser.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args(argv)
     cfg = load_config(args.config, [*args.opts, "train.max_epoch", str(args.epochs),
@@ -153,9 +158,9 @@ def main(argv: list[str] | None = None) -> int:
                                     "data.save_dir", "/tmp/collapse_probe"])
     start = time.perf_counter()
     stream = open(args.out + "l", "w") if args.out else None  # noqa: SIM115 - JSON lines
-    rows, engine = train_with_probes(cfg, args.every, stream)
+    rows, engine = train_with_probes(cfg, args.every, stream, args.iters)
     train_s = time.perf_counter() - start
-    scores = evaluate(engine)
+    scores = {} if args.no_eval else evaluate(engine)
     keys = ["iter", "epoch", *(t.key for t in engine.loss_terms), "acc", "spread", "rel_spread",
             "erank", "dead", "dL_dscale", "hard_frac", *(f"g_{t.key}" for t in engine.loss_terms)]
     print_table(rows, keys)
