@@ -144,6 +144,11 @@ class ReidEngine(host.get_host().Engine):
             targets[key] = data[key].to(self.device, non_blocking=True)
         return targets
 
+    def epoch_progress(self) -> float:
+        """Epochs done, fractional within the current one (for loss-term warm-ups)."""
+        batches = getattr(self, "num_batches", 0) or 1
+        return self.epoch + getattr(self, "batch_idx", 0) / batches
+
     def compute_loss_terms(self, outputs: Mapping[str, Any],
                            targets: Mapping[str, torch.Tensor] | torch.Tensor,
                            terms: Sequence[LossTerm] | None = None
@@ -156,8 +161,7 @@ class ReidEngine(host.get_host().Engine):
             targets = {PID_TARGET: targets}
         total = torch.zeros((), device=targets[PID_TARGET].device)
         summary: dict[str, float] = {}
-        progress = self.epoch + getattr(self, "batch_idx", 0) / max(getattr(self, "num_batches",
-                                                                             1) or 1, 1)
+        progress = self.epoch_progress()
         for term in self.loss_terms if terms is None else terms:
             value = term(outputs, targets)
             total = total + term.weight * term.ramp(progress) * value.float()
