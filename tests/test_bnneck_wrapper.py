@@ -20,16 +20,16 @@ def test_triplet_reads_pre_bn_and_ce_post_bn(backbone):
     out = model(x)
     assert out["logits"].shape == (6, 5) and out["feats"].shape == (6, model.feature_dim)
     # the logits are the classifier of the batch-normalised feature
-    neck = torch.nn.functional.batch_norm(out["feats"], None, None, model.neck.weight,
-                                          model.neck.bias, training=True)
-    assert torch.allclose(out["logits"], model.classifier(neck), atol=1e-5)
+    neck = torch.nn.functional.batch_norm(out["feats"], None, None, model.head.neck.weight,
+                                          model.head.neck.bias, training=True)
+    assert torch.allclose(out["logits"], model.head.classifier(neck), atol=1e-5)
     out["logits"].sum().backward()  # the CE side reaches the backbone through the neck
     assert any(p.grad is not None and p.grad.abs().sum() > 0
                for p in model.backbone.parameters())
     model.eval()
     with torch.no_grad():
         embedding = model(x)
-        assert torch.allclose(embedding, model.neck(model.backbone(x)))
+        assert torch.allclose(embedding, model.head.neck(model.backbone(x)))
 
 
 def test_a_backbone_without_linear_classifier_is_refused():

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from reid_ext.layers.heads import BNNeck
+from reid_ext.models.factory import build_model
 from reid_ext.registry import MODELS
 
 
@@ -31,30 +33,22 @@ class BNNeckWrapper(nn.Module):
         self.backbone = backbone
         self.feature_dim = feature_dim
         self.embed = embed
-        self.neck = nn.BatchNorm1d(feature_dim)
-        self.neck.bias.requires_grad_(False)
-        self.classifier = nn.Linear(feature_dim, num_classes, bias=False)
-        nn.init.ones_(self.neck.weight)
-        nn.init.zeros_(self.neck.bias)
-        nn.init.normal_(self.classifier.weight, std=0.001)
+        self.head = BNNeck(feature_dim, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
         feats = self.backbone(x)
         if isinstance(feats, (tuple, list)):  # a host model that still returned (y, v)
             feats = feats[-1]
-        neck_feats = self.neck(feats)
+        neck_feats, logits = self.head(feats)
         if not self.training:
             return neck_feats if self.embed == "post" else feats
-        return {"logits": self.classifier(neck_feats), "feats": feats}
+        return {"logits": logits, "feats": feats}
 
 
 @MODELS.register("bnneck")
-def bnneck(num_classes: int, loss: str = "softmax", pretrained: bool | str = True,
-           backbone: str = "osnet_x0_25", embed: str = "post", use_gpu: bool = True,
-           **backbone_kwargs: Any) -> BNNeckWrapper:
+def bnneck(num_classes: int, pretrained: bool | str = True, backbone: str = "osnet_x0_25",
+           embed: str = "post", **backbone_kwargs: Any) -> BNNeckWrapper:
     """BNNeck over the torchreid (or reid_ext) model ``backbone``; other kwargs go to it."""
-    from reid_ext.models.factory import build_model
-
     if backbone == "bnneck":
         raise ValueError("bnneck: the backbone cannot itself be 'bnneck'")
     # loss='softmax': the host model's training output is then classifier(v), i.e. v below
