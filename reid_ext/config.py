@@ -88,6 +88,7 @@ def get_default_config() -> CN:
     cfg.train.lr_scheduler = "single_step"
     cfg.train.stepsize = [20]
     cfg.train.gamma = 0.1
+    cfg.train.poly_power = 0.9  # reid_ext: lr_scheduler 'poly' (per iteration, reid_ext.schedulers)
     cfg.train.print_freq = 20
     cfg.train.seed = 1
     cfg.train.amp = False  # reid_ext: autocast (float16 + GradScaler on CUDA, bfloat16 on CPU)
