@@ -142,6 +142,7 @@ def get_default_config() -> CN:
     cfg.aux.mask = ""  # cache dir, "auto" (the dataset's own maps), or "" (only if the model asks)
     cfg.aux.keypoints = ""
     cfg.aux.parts = ""  # part scheme name (built from keypoints), "" for none
+    cfg.aux.seg = ""  # tiger structure (I-IV): batch key 'seg', a class map from keypoints
     cfg.aux.keypoint_format = ""  # "" = the dataset's own (coco17 for people, atrw15 for tigers)
     cfg.aux.on_missing = "fallback"  # or "error"
     return cfg

@@ -114,6 +114,7 @@ def attach_aux(cfg: CfgNode, datamanager: Any, keys: tuple[str, ...]) -> None:
         mask_dir=None if cfg.aux.mask in ("", "auto") else cfg.aux.mask,
         keypoints_dir=None if cfg.aux.keypoints in ("", "auto") else cfg.aux.keypoints,
         parts_scheme=cfg.aux.parts or None,
+        seg_structure=cfg.aux.seg or None,
         keypoint_format=cfg.aux.keypoint_format or None,
         on_missing=cfg.aux.on_missing,
         transforms=list(cfg.data.transforms),

@@ -84,7 +84,7 @@ def test_soft_gradients_reach_the_seg_head_through_the_reid_loss_hard_do_not():
     for attention, expect in (("soft", True), ("hard", False)):
         model = _model("III", attention).train()
         out = model(torch.randn(4, 3, H, W))
-        sum(l.sum() for l in out["logits"][1:]).backward()  # part ID logits only
+        sum(z.sum() for z in out["logits"][1:]).backward()  # part ID logits only
         grad = model.seg_head.fuse[-1].weight.grad
         assert (grad is not None and grad.abs().sum() > 0) == expect, attention
 
@@ -94,7 +94,7 @@ def test_backward_from_all_three_loss_kinds_reaches_every_parameter():
     out = model(torch.randn(4, 3, H, W))
     seg_target = torch.randint(0, 4, (4, H, W))
     loss = (SegmentationCELoss(leg_classes=[2, 3])(out["seg_logits"], seg_target)
-            + sum(F.cross_entropy(l, torch.tensor([0, 1, 2, 3])) for l in out["logits"])
+            + sum(F.cross_entropy(z, torch.tensor([0, 1, 2, 3])) for z in out["logits"])
             + sum(f.pow(2).mean() for f in out["feats"]))
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
