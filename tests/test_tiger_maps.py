@@ -125,3 +125,36 @@ def test_batched_equals_per_sample():
     assert torch.equal(batch[1], keypoints_to_class_map(other, H, W, "IV"))
     with pytest.raises(ValueError, match=r"\[\.\.\., 15, 3\]"):
         keypoints_to_class_map(np.zeros((17, 3)), H, W, "IV")
+
+
+def test_aux_dataset_draws_seg_after_the_joint_flip(tmp_path):
+    """Batch key 'seg': drawn from the transformed keypoints, so a flip mirrors the map and
+    exchanges left/right classes."""
+    from PIL import Image
+    from torchvision.transforms import v2
+
+    from reid_ext.data.auxmaps import AuxMapDataset
+    from reid_ext.data.transforms import ImageOnly, JointRandomHorizontalFlip, JointTransform
+    from reid_ext.preprocess.cache import write_keypoints, write_manifest
+
+    root = tmp_path / "set"
+    (root / "train").mkdir(parents=True)
+    Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(root / "train" / "a.png")
+    kp_dir = tmp_path / "kps"
+    write_keypoints(kp_dir, {"train/a.png": side_view_tiger()}, "atrw15")
+    write_manifest(kp_dir, "keypoints", "annotations", "", "1", 1, keypoint_format="atrw15")
+    data = [(str(root / "train" / "a.png"), 0, 0, 0)]
+    to_float = ImageOnly(v2.ToDtype(torch.float32, scale=True))
+    plain = AuxMapDataset(data, root, ("seg",), keypoints_dir=kp_dir, seg_structure="I",
+                          transform=JointTransform([to_float]))
+    flip = JointRandomHorizontalFlip(1.0, ATRW15.flip_index)
+    flipped = AuxMapDataset(data, root, ("seg",), keypoints_dir=kp_dir, seg_structure="I",
+                            transform=JointTransform([flip, to_float]))
+    a, b = plain[0], flipped[0]
+    assert "keypoints" not in a and a["seg"].shape == (H, W)
+    assert torch.equal(a["seg"], keypoints_to_class_map(side_view_tiger(), H, W, "I"))
+    perm = torch.tensor(get_structure("I").flip_permutation())
+    assert torch.equal(b["seg"], perm[a["seg"].flip(-1)])
+    assert b["seg"][35, W - 1 - 64] == get_structure("I").classes.index("right_front_leg")
+    with pytest.raises(ValueError, match="needs a seg_structure"):
+        AuxMapDataset(data, root, ("seg",), keypoints_dir=kp_dir)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from reid_ext.data.tiger_maps import get_structure
 from reid_ext.registry import LOSSES
 
 
@@ -58,12 +59,17 @@ class SegmentationCELoss(nn.Module):
     report adds a penalty where a **leg** pixel (true class in ``leg_classes``) is predicted
     (argmax) as another class: those pixels' CE is added again, times ``leg_penalty`` and
     divided by the number of supervised pixels. It is zero when every leg pixel is right.
+    ``structure`` (a tiger structure I-IV) sets ``leg_classes`` to that structure's legs.
     """
 
     def __init__(self, class_weights: list[float] | None = None,
                  leg_classes: list[int] | tuple[int, ...] = (), leg_penalty: float = 1.0,
-                 ignore_index: int = -1) -> None:
+                 ignore_index: int = -1, structure: str | None = None) -> None:
         super().__init__()
+        if structure is not None:
+            if leg_classes:
+                raise ValueError("segmentation_ce: give leg_classes or structure, not both")
+            leg_classes = get_structure(structure).leg_classes
         if leg_penalty < 0:
             raise ValueError(f"segmentation_ce: leg_penalty must be >= 0, got {leg_penalty}")
         weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float)
