@@ -83,6 +83,13 @@ class PoseSegAttentionNet(nn.Module):
         hard = F.one_hot(logits.argmax(1), self.structure.num_classes)  # [B, H, W, C]
         return hard.permute(0, 3, 1, 2)[:, 1:].to(logits.dtype)
 
+    def segment(self, x: torch.Tensor) -> torch.Tensor:
+        """Segmentation logits ``[B, C, H/4, W/4]`` of ``x`` (for mIoU and visualisation)."""
+        if self.seg_head is None:
+            raise RuntimeError("attention='none' has no segmentation branch")
+        l1 = self.trunk.forward_from(self.trunk.stem(x), "stem", "layer1")
+        return self.seg_head(l1, self.trunk.forward_from(l1, "layer1", "layer3"))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, object]:
         l1 = self.trunk.forward_from(self.trunk.stem(x), "stem", "layer1")
         l3 = self.trunk.forward_from(l1, "layer1", "layer3")
