@@ -220,9 +220,15 @@ def test_synthetic_tiger_written_as_atrw_runs_the_plain_protocol(tmp_path):
     onehot = {i: np.eye(10)[eids[i] % 10] for i in data.gallery_ids}
     q = np.stack([onehot[i] for i in data.query_ids])
     g = np.stack([onehot[i] for i in data.gallery_ids])
-    dist = ((q[:, None] - g[None]) ** 2).sum(-1)
-    result = evaluate_plain(dist, data.query_ids, data.gallery_ids, data.plain_records)
+    result = atrw.plain_protocol_from_features(q, g, data)
     assert result["mAP(single_cam)"] == 1.0 and result["mAP(cross_cam)"] == 1.0
+    assert result["top-1(cross_cam)"] == 1.0 and result["num_queries(single_cam)"] == 8
+    # an embedding that ignores identity ranks by image order: far from perfect
+    noise = np.random.default_rng(0).normal(size=(len(data.gallery_ids), 4))
+    index = {i: r for r, i in enumerate(data.gallery_ids)}
+    chance = atrw.plain_protocol_from_features(
+        noise[[index[i] for i in data.query_ids]], noise, data)
+    assert chance["mAP(cross_cam)"] < 0.9
     cache = KeypointCache(data.aux_dirs["keypoints"])
     first = cache.get(f"{atrw.TRAIN_IMAGES}/000000.jpg")
     assert first.shape == (ATRW15.num_keypoints, 3) and first[:, 2].max() == 1.0

@@ -194,3 +194,20 @@ def test_pgs_config_trains_end_to_end_with_seg_maps_and_poly(tmp_path):
     assert engine.optimizer.param_groups[0]["lr"] < lr0  # stepped after the iteration
     engine.run(save_dir=str(tmp_path / "log"), max_epoch=1, eval_freq=-1, ranks=[1])
     assert engine.last_results["synthetic_tiger"]["mAP"] >= 0
+
+
+@pytest.mark.parametrize("name", ["pgs_atrw.yaml", "pgs_synthetic_tiger.yaml"])
+def test_configs_express_the_report_loss_as_three_terms(name):
+    from pathlib import Path
+
+    from reid_ext.config import load_config, loss_terms_from_config
+    from reid_ext.losses.terms import build_loss_terms
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / name)
+    terms = loss_terms_from_config(cfg)
+    assert [(t["name"], t["weight"], t["output"], t["target"]) for t in terms] == [
+        ("segmentation_ce", 1.0, "seg_logits", "seg"), ("triplet", 0.1, "feats", "pid"),
+        ("softmax", 0.05, "logits", "pid")]
+    built = build_loss_terms(terms, num_classes=10)
+    assert built[0].module.leg_classes == get_structure(cfg.aux.seg).leg_classes
+    assert cfg.train.lr_scheduler == "poly" and cfg.model.name == "pose_seg_attention"

@@ -45,7 +45,7 @@ import numpy as np
 
 from reid_ext import host
 from reid_ext.data.options import get_dataset_options
-from reid_ext.evaluation.atrw import PlainRecord
+from reid_ext.evaluation.atrw import PlainRecord, evaluate_plain
 from reid_ext.preprocess.cache import (
     CacheError,
     KeypointCache,
@@ -291,6 +291,30 @@ class ATRW(host.get_host().ImageDataset):
             raise ATRWFormatError(f"'{gt_path}' marks no test image as a 'sing' or 'multi' "
                                   f"query")
         return train_rows, query, gallery
+
+
+# --- the official numbers of a trained model -----------------------------------------------
+def plain_protocol_from_features(query_feats: Any, gallery_feats: Any, dataset: ATRW
+                                 ) -> dict[str, float]:
+    """Plain-protocol metrics (:func:`~reid_ext.evaluation.atrw.evaluate_plain`) of query and
+    gallery embeddings in the order of ``dataset.query`` / ``dataset.gallery`` (euclidean)."""
+    import torch
+
+    if dataset.protocol != "test":
+        raise ValueError("the plain protocol needs the ATRW dataset built with protocol 'test'")
+    q, g = torch.as_tensor(query_feats).float(), torch.as_tensor(gallery_feats).float()
+    distmat = torch.cdist(q, g).numpy()
+    return evaluate_plain(distmat, dataset.query_ids, dataset.gallery_ids, dataset.plain_records)
+
+
+def plain_protocol(engine: Any, dataset: ATRW, name: str = "atrw") -> dict[str, float]:
+    """Embed ``engine``'s ``name`` test loaders (built from ``dataset``'s options, protocol
+    ``test``) and return the official plain-protocol metrics."""
+    loaders = engine.datamanager.test_loader[name]
+    query, _, _ = engine.extract_loader(loaders["query"], f"{name} query")
+    gallery, _, _ = engine.extract_loader(loaders["gallery"], f"{name} gallery")
+    model = next(iter(query))
+    return plain_protocol_from_features(query[model], gallery[model], dataset)
 
 
 # --- synthetic_tiger in ATRW's file layout --------------------------------------------------
