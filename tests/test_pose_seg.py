@@ -211,3 +211,15 @@ def test_configs_express_the_report_loss_as_three_terms(name):
     built = build_loss_terms(terms, num_classes=10)
     assert built[0].module.leg_classes == get_structure(cfg.aux.seg).leg_classes
     assert cfg.train.lr_scheduler == "poly" and cfg.model.name == "pose_seg_attention"
+
+
+@pytest.mark.parametrize("backbone, dim", [("resnet34", 512), ("resnet50", 2048),
+                                           ("resnext50", 2048)])
+def test_backbones(backbone, dim):
+    model = build_model("pose_seg_attention", num_classes=3, pretrained=False,
+                        backbone=backbone, structure="II", attention="soft").eval()
+    with torch.no_grad():
+        emb = model(torch.randn(1, 3, 32, 64))
+    assert emb.shape == (1, dim * 3) and torch.isfinite(emb).all()
+    with pytest.raises(ValueError, match="unknown backbone"):
+        build_model("pose_seg_attention", num_classes=3, pretrained=False, backbone="vgg16")
