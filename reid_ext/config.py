@@ -88,6 +88,7 @@ def get_default_config() -> CN:
     cfg.train.lr_scheduler = "single_step"
     cfg.train.stepsize = [20]
     cfg.train.gamma = 0.1
+    cfg.train.poly_power = 0.9  # reid_ext: lr_scheduler 'poly' (per iteration, reid_ext.schedulers)
     cfg.train.print_freq = 20
     cfg.train.seed = 1
     cfg.train.amp = False  # reid_ext: autocast (float16 + GradScaler on CUDA, bfloat16 on CPU)
@@ -147,6 +148,7 @@ def get_default_config() -> CN:
     cfg.aux.mask = ""  # cache dir, "auto" (the dataset's own maps), or "" (only if the model asks)
     cfg.aux.keypoints = ""
     cfg.aux.parts = ""  # part scheme name (built from keypoints), "" for none
+    cfg.aux.seg = ""  # tiger structure (I-IV): batch key 'seg', a class map from keypoints
     cfg.aux.keypoint_format = ""  # "" = the dataset's own (coco17 for people, atrw15 for tigers)
     cfg.aux.on_missing = "fallback"  # or "error"
     return cfg

@@ -219,6 +219,20 @@ class ReidEngine(host.get_host().Engine):
                 opt.step()
         if self.scaler is not None:
             self.scaler.update()
+        self.step_iteration_schedulers()
+
+    def step_iteration_schedulers(self) -> None:
+        """Step the schedulers that decay per iteration (``per_iteration = True``, e.g. poly)."""
+        for sched in self._scheds.values():
+            if getattr(sched, "per_iteration", False):
+                sched.step()
+
+    def update_lr(self, names: Any = None) -> None:
+        """The host's per-epoch scheduler step, skipping per-iteration schedulers."""
+        for name in self.get_model_names(names):
+            sched = self._scheds[name]
+            if sched is not None and not getattr(sched, "per_iteration", False):
+                sched.step()
 
     def run(self, save_dir: str = "log", **kwargs: Any) -> None:  # noqa: D102
         self.save_dir = save_dir

@@ -13,6 +13,7 @@ from reid_ext.data.auxmaps import AUX_KEYS, attach_aux_maps
 from reid_ext.data.options import clear_dataset_options, set_dataset_options
 from reid_ext.engine import ReidEngine
 from reid_ext.models.factory import build_model, model_aux_inputs
+from reid_ext.schedulers import build_lr_scheduler
 
 
 def imagedata_kwargs(cfg: CfgNode) -> dict[str, Any]:
@@ -45,13 +46,18 @@ def optimizer_kwargs(cfg: CfgNode) -> dict[str, Any]:
     }
 
 
-def lr_scheduler_kwargs(cfg: CfgNode) -> dict[str, Any]:
+def lr_scheduler_kwargs(cfg: CfgNode, datamanager: Any = None) -> dict[str, Any]:
     stepsize = list(cfg.train.stepsize)
-    return {
+    kwargs = {
         "lr_scheduler": cfg.train.lr_scheduler,
         "stepsize": stepsize[0] if cfg.train.lr_scheduler == "single_step" else stepsize,
         "gamma": cfg.train.gamma, "max_epoch": cfg.train.max_epoch,
     }
+    if cfg.train.lr_scheduler == "poly":  # reid_ext.schedulers: per-iteration decay
+        kwargs = {"lr_scheduler": "poly", "max_epoch": cfg.train.max_epoch,
+                  "power": cfg.train.poly_power,
+                  "iters_per_epoch": len(datamanager.train_loader) if datamanager else 1}
+    return kwargs
 
 
 def engine_run_kwargs(cfg: CfgNode) -> dict[str, Any]:
@@ -108,6 +114,7 @@ def attach_aux(cfg: CfgNode, datamanager: Any, keys: tuple[str, ...]) -> None:
         mask_dir=None if cfg.aux.mask in ("", "auto") else cfg.aux.mask,
         keypoints_dir=None if cfg.aux.keypoints in ("", "auto") else cfg.aux.keypoints,
         parts_scheme=cfg.aux.parts or None,
+        seg_structure=cfg.aux.seg or None,
         keypoint_format=cfg.aux.keypoint_format or None,
         on_missing=cfg.aux.on_missing,
         transforms=list(cfg.data.transforms),
@@ -145,7 +152,7 @@ def build_engine(cfg: CfgNode, datamanager: Any = None, model: torch.nn.Module |
         attach_aux(cfg, datamanager, tuple(dict.fromkeys(
             k for m in models for k in aux_keys_for(cfg, m))))
         optimizers = [host.optim.build_optimizer(m, **optimizer_kwargs(cfg)) for m in models]
-        schedulers = [host.optim.build_lr_scheduler(o, **lr_scheduler_kwargs(cfg))
+        schedulers = [build_lr_scheduler(o, **lr_scheduler_kwargs(cfg, datamanager))
                       for o in optimizers]
         names = [f"model{i + 1}_{name}" for i, name in enumerate(cfg.mutual.models)]
         return MutualEngine(datamanager, models, optimizers, schedulers, loss_terms=terms,
@@ -156,7 +163,7 @@ def build_engine(cfg: CfgNode, datamanager: Any = None, model: torch.nn.Module |
         model = _build_one(cfg, cfg.model.name, datamanager.num_train_pids, terms)
     attach_aux(cfg, datamanager, aux_keys_for(cfg, model))
     optimizer = host.optim.build_optimizer(model, **optimizer_kwargs(cfg))
-    scheduler = host.optim.build_lr_scheduler(optimizer, **lr_scheduler_kwargs(cfg))
+    scheduler = build_lr_scheduler(optimizer, **lr_scheduler_kwargs(cfg, datamanager))
     return ReidEngine(datamanager, model, optimizer, scheduler, loss_terms=terms, **common)
 
 

@@ -1,5 +1,6 @@
 """Datasets, aux-map loading and joint transforms. Importing registers the datasets."""
 from reid_ext.data import (
+    atrw,  # noqa: F401
     image_folder,  # noqa: F401
     options,  # noqa: F401
     synthetic,  # noqa: F401

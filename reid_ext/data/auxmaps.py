@@ -2,7 +2,7 @@
 
 :class:`AuxMapDataset` wraps a host dataset's ``data`` list ``[(impath, pid, camid, dsetid)]``
 and returns torchreid's item dict plus ``mask`` [1, H, W], ``keypoints`` [K, 3] and/or
-``parts`` [P, H, W], all moved by the same joint transform as the image.
+``parts`` [P, H, W] and/or ``seg`` [H, W], all moved by the same joint transform as the image.
 :func:`attach_aux_maps` swaps an ``ImageDataManager``'s loaders for loaders over such wrappers.
 
 Missing maps (an image with no entry in its cache) never pass silently. With
@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from reid_ext.data.parts import get_part_scheme, keypoints_to_parts
+from reid_ext.data.tiger_maps import get_structure, keypoints_to_class_map
 from reid_ext.data.transforms import ImageOnly, JointTransform, build_joint_transforms
 from reid_ext.preprocess.cache import (
     CacheError,
@@ -39,7 +40,7 @@ from reid_ext.skeletons import get_keypoint_format
 
 logger = logging.getLogger(__name__)
 
-AUX_KEYS = ("mask", "keypoints", "parts")
+AUX_KEYS = ("mask", "keypoints", "parts", "seg")
 ON_MISSING = ("fallback", "error")
 FALLBACK_TEXT = {
     "mask": "all-ones mask",
@@ -75,7 +76,9 @@ class AuxMapDataset(Dataset):
     ``root`` is the dataset root the caches are keyed against (relpath = image path relative
     to it). ``transform`` is a joint transform (:func:`build_joint_transforms`); without one the
     image is only converted to a float tensor in [0, 1]. ``parts`` needs keypoints and a
-    ``parts_scheme`` (see :mod:`reid_ext.data.parts`).
+    ``parts_scheme`` (see :mod:`reid_ext.data.parts`). ``seg`` [H, W] (long) is a tiger class
+    map of ``seg_structure`` (I-IV, :mod:`reid_ext.data.tiger_maps`) drawn from the transformed
+    atrw15 keypoints, so a flip swaps left and right with the keypoints.
     """
 
     def __init__(
@@ -92,6 +95,7 @@ class AuxMapDataset(Dataset):
         parts_threshold: float = 0.1,
         on_missing: str = "fallback",
         name: str = "",
+        seg_structure: str | None = None,
     ) -> None:
         unknown = sorted(set(keys) - set(AUX_KEYS))
         if unknown:
@@ -115,7 +119,7 @@ class AuxMapDataset(Dataset):
             self.mask_cache = MaskCache(mask_dir)
         self.keypoint_cache = None
         self.keypoint_format = keypoint_format
-        if "keypoints" in self.keys or "parts" in self.keys:
+        if "keypoints" in self.keys or "parts" in self.keys or "seg" in self.keys:
             if keypoints_dir is None:
                 raise ValueError(
                     f"aux keys {self.keys} need a keypoints cache directory for {self.name}"
@@ -139,6 +143,14 @@ class AuxMapDataset(Dataset):
                     f"'{get_part_scheme(parts_scheme).keypoint_format}' keypoints; cache "
                     f"'{keypoints_dir}' holds '{self.keypoint_format}'"
                 )
+        self.seg_structure = seg_structure
+        if "seg" in self.keys:  # a tiger class map drawn from the transformed keypoints
+            if seg_structure is None:
+                raise ValueError("aux key 'seg' needs a seg_structure (aux.seg: I, II, III or IV)")
+            get_structure(seg_structure)
+            if self.keypoint_format != "atrw15":
+                raise ValueError(f"aux key 'seg' draws tiger class maps from 'atrw15' keypoints; "
+                                 f"cache '{keypoints_dir}' holds '{self.keypoint_format}'")
         self.missing = self._scan_missing()
         self.missing_counts = {kind: len(rows) for kind, rows in self.missing.items()}
         self._reported = False
@@ -230,6 +242,11 @@ class AuxMapDataset(Dataset):
                 sample["keypoints"], height, width, self.keypoint_format, self.parts_scheme,
                 threshold=self.parts_threshold,
             )
+        if "seg" in self.keys:
+            height, width = sample["img"].shape[-2:]
+            sample["seg"] = keypoints_to_class_map(
+                sample["keypoints"], height, width, self.seg_structure
+            )
         if "keypoints" not in self.keys:
             sample.pop("keypoints", None)
         return sample
@@ -279,6 +296,7 @@ def attach_aux_maps(
     parts_scheme: str | None = None,
     parts_threshold: float = 0.1,
     on_missing: str = "fallback",
+    seg_structure: str | None = None,
 ) -> None:
     """Replace ``datamanager``'s train and test loaders by loaders that also yield aux maps.
 
@@ -303,7 +321,7 @@ def attach_aux_maps(
                 f"{label}: the dataset has no 'dataset_dir' (several sources combined?); pass "
                 f"root= the folder its aux-map caches are keyed against"
             )
-        needs_keypoints = "keypoints" in keys or "parts" in keys
+        needs_keypoints = "keypoints" in keys or "parts" in keys or "seg" in keys
         fmt = keypoint_format or getattr(host_set, "keypoint_format", None)
         aux_set = AuxMapDataset(
             host_set.data, dataset_root, keys,
@@ -311,6 +329,7 @@ def attach_aux_maps(
             keypoints_dir=_pick(keypoints_dir, name, aux_dirs.get("keypoints")),
             keypoint_format=fmt if needs_keypoints else None, parts_scheme=parts_scheme,
             parts_threshold=parts_threshold, on_missing=on_missing, name=label,
+            seg_structure=seg_structure,
         )
         aux_set.transform = build_joint_transforms(
             height, width, transforms, norm_mean, norm_std,

@@ -1,8 +1,9 @@
 """Models; importing registers them in MODELS (and, via reid_ext, in torchreid)."""
-from reid_ext.models import (
-    bignet,  # noqa: F401
-    bnneck,  # noqa: F401
-    bnneck_wrapper,  # noqa: F401
+from reid_ext.models import (  # noqa: F401  (registration side effects)
+    bignet,
+    bnneck,
+    bnneck_wrapper,
+    pose_seg,
 )
 from reid_ext.models.factory import build_model
 
