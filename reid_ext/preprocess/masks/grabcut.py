@@ -22,7 +22,7 @@ class GrabCutMaskSource(MaskSource):
 
     name = "grabcut"
 
-    def __init__(self, margin_x: float = 0.1, margin_y: float = 0.02, iterations: int = 5,
+    def __init__(self, margin_x: float = 0.1, margin_y: float = 0.05, iterations: int = 5,
                  threshold: float = 0.5, binary: bool = False, seed: int = 0) -> None:
         super().__init__(threshold=threshold, binary=binary)
         for label, value in (("margin_x", margin_x), ("margin_y", margin_y)):
