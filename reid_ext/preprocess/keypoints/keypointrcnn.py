@@ -35,20 +35,23 @@ class TorchvisionKeypointSource(KeypointSource):
         random_weights: bool = False,
         score_threshold: float = 0.5,
         min_size: int = 800,
+        detections_per_img: int = 100,
         device: str = "cpu",
     ) -> None:
         super().__init__("coco17")
         self.model_name = model
         self.score_threshold = float(score_threshold)
         self.min_size = int(min_size)
+        self.detections_per_img = int(detections_per_img)
         self.device = device
         self.net = build_detector(self, model, MODELS, weights, random_weights, device,
-                                  min_size=self.min_size)
+                                  min_size=self.min_size,
+                                  box_detections_per_img=self.detections_per_img)
 
     def predict(self, images: list[np.ndarray], relpaths: list[str] | None) -> list[np.ndarray]:
         import torch
 
-        tensors = [torch.from_numpy(image).permute(2, 0, 1).float().div(255).to(self.device)
+        tensors = [torch.tensor(image).permute(2, 0, 1).float().div(255).to(self.device)
                    for image in images]
         with torch.inference_mode():
             outputs = self.net(tensors)
@@ -72,4 +75,4 @@ class TorchvisionKeypointSource(KeypointSource):
 
     def options(self) -> dict[str, Any]:
         return {"model": self.model_name, "score_threshold": self.score_threshold,
-                "min_size": self.min_size}
+                "min_size": self.min_size, "detections_per_img": self.detections_per_img}

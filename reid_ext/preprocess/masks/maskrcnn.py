@@ -22,7 +22,8 @@ MODELS = ("maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2")
 @MASK_SOURCES.register("torchvision")
 class TorchvisionMaskSource(MaskSource):
     """Mask R-CNN from torchvision. ``min_size`` is the detector's resize target for the short
-    side (800 as trained; smaller is faster and worse)."""
+    side (800 as trained; smaller is faster and worse); ``detections_per_img`` caps the
+    instances the heads process (fewer is faster; the subject is nearly always among the first)."""
 
     name = "torchvision"
 
@@ -35,20 +36,23 @@ class TorchvisionMaskSource(MaskSource):
         binary: bool = False,
         score_threshold: float = 0.5,
         min_size: int = 800,
+        detections_per_img: int = 100,
         device: str = "cpu",
     ) -> None:
         super().__init__(threshold=threshold, binary=binary)
         self.model_name = model
         self.score_threshold = float(score_threshold)
         self.min_size = int(min_size)
+        self.detections_per_img = int(detections_per_img)
         self.device = device
         self.net = build_detector(self, model, MODELS, weights, random_weights, device,
-                                  min_size=self.min_size)
+                                  min_size=self.min_size,
+                                  box_detections_per_img=self.detections_per_img)
 
     def predict(self, images: list[np.ndarray], relpaths: list[str] | None) -> list[np.ndarray]:
         import torch
 
-        tensors = [torch.from_numpy(image).permute(2, 0, 1).float().div(255).to(self.device)
+        tensors = [torch.tensor(image).permute(2, 0, 1).float().div(255).to(self.device)
                    for image in images]
         with torch.inference_mode():
             outputs = self.net(tensors)
@@ -66,4 +70,5 @@ class TorchvisionMaskSource(MaskSource):
 
     def options(self) -> dict[str, Any]:
         return {**super().options(), "model": self.model_name,
-                "score_threshold": self.score_threshold, "min_size": self.min_size}
+                "score_threshold": self.score_threshold, "min_size": self.min_size,
+                "detections_per_img": self.detections_per_img}
