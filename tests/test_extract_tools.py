@@ -169,3 +169,21 @@ def test_resumes_after_a_kill_mid_run(kind, tiny_root, tmp_path, capsys):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["count"] == total
     assert not list(out.rglob(".*.tmp"))
+
+
+def test_reading_a_random_weights_cache_warns_and_a_normal_one_does_not(tmp_path):
+    import warnings
+
+    from reid_ext.preprocess.cache import write_manifest
+
+    write_manifest(tmp_path / "random", "mask", "torchvision", "random", "0", 0,
+                   extra={"random_weights": True})
+    with pytest.warns(RandomWeightsCacheWarning, match="tests only"):
+        MaskCache(tmp_path / "random")
+    write_manifest(tmp_path / "real", "mask", "grabcut", "", "0", 0,
+                   extra={"random_weights": False})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        MaskCache(tmp_path / "real")
+    with pytest.raises(ValueError, match="replace the standard"):
+        write_manifest(tmp_path / "bad", "mask", "x", "", "0", 0, extra={"source": "y"})
