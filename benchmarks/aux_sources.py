@@ -11,9 +11,10 @@ it measures, per source that is installed here:
 - speed: crops/s of the source call alone (images already decoded), batch 16, after one
   warm-up batch.
 
-torchvision models run with random weights (none can be downloaded here), so only their
-speed is measured, with ``detections_per_img=5`` (a trained model finds a handful of instances
-in a Re-ID crop; random weights would otherwise feed 100 instances to the heads).
+torchvision, detectron2 and mmpose models run with random weights (none can be downloaded
+here), so only their speed is measured; torchvision's with ``detections_per_img=5`` (a trained
+model finds a handful of instances in a Re-ID crop; random weights would otherwise feed 100
+instances to the heads). Each runs where its back-end is installed and is skipped elsewhere.
 
     PYTHONPATH=. python benchmarks/aux_sources.py --root reid-data --num 200 \
         [--sources grabcut,mediapipe_pose,...] [--json out.json]
@@ -39,7 +40,24 @@ SOURCES: dict[str, tuple[str, str, dict[str, Any]]] = {
                                  {"random_weights": True, "detections_per_img": 5}),
     "torchvision_keypointrcnn_800": ("keypoints", "torchvision",
                                      {"random_weights": True, "detections_per_img": 5}),
+    "detectron2_maskrcnn_800": ("mask", "detectron2", {"random_weights": True}),
+    "mmpose_res50_coco_256x192": ("keypoints", "mmpose", {"random_weights": True,
+                                                          "config": "mmpose-coco-res50"}),
 }
+
+
+def _resolve(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Fill in the packaged mmpose config path (it lives inside the installed package)."""
+    if kwargs.get("config") == "mmpose-coco-res50":
+        from reid_ext.preprocess.keypoints.mmpose import _mmpose_apis
+
+        _mmpose_apis()
+        import mmpose
+
+        kwargs = {**kwargs, "config": str(
+            Path(mmpose.__file__).parent / ".mim" / "configs" / "body_2d_keypoint"
+            / "topdown_heatmap" / "coco" / "td-hm_res50_8xb64-210e_coco-256x192.py")}
+    return kwargs
 
 
 def load_synthetic(root: str, num: int, seed: int = 0):
@@ -105,7 +123,7 @@ def main() -> None:
     parser.add_argument("--root", default="reid-data", help="data root for synthetic_person")
     parser.add_argument("--num", type=int, default=200)
     parser.add_argument("--speed-num", type=int, default=32,
-                        help="crops timed for the (slow) torchvision models")
+                        help="crops timed for the random-weight (speed only) models")
     parser.add_argument("--sources", default=",".join(SOURCES))
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args()
@@ -115,14 +133,15 @@ def main() -> None:
         kind, registered, kwargs = SOURCES[name]
         registry = MASK_SOURCES if kind == "mask" else KEYPOINT_SOURCES
         try:
-            source = registry.build(registered, **kwargs)
+            source = registry.build(registered, **_resolve(kwargs))
         except BackendMissingError as err:
             print(f"{name}: skipped ({err})")
             continue
-        crops = images if not name.startswith("torchvision") else images[:args.speed_num]
+        speed_only = bool(kwargs.get("random_weights"))
+        crops = images[:args.speed_num] if speed_only else images
         outputs, rate = timed(source, crops)
         row: dict[str, Any] = {"crops": len(crops), "crops_per_s": round(rate, 2)}
-        if not name.startswith("torchvision"):
+        if not speed_only:
             row.update(mask_scores(outputs, gt_masks) if kind == "mask"
                        else pck(outputs, gt_points))
         results[name] = row
