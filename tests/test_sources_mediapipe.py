@@ -49,8 +49,11 @@ def test_landmarks_to_pixel_indices_and_off_crop_scores():
 
 @pytest.fixture(scope="module")
 def col780_crops():
-    from tests.conftest import COL780_ROOT
+    import os
+    from pathlib import Path
 
+    COL780_ROOT = Path(os.environ.get(  # noqa: N806  (as in conftest.py)
+        "REID_EXT_COL780", Path(__file__).resolve().parents[2] / "shared" / "data" / "col780"))
     if not (COL780_ROOT / "data" / "train").is_dir():
         pytest.skip(f"col780 data not found at {COL780_ROOT}")
     from reid_ext.preprocess.extract import read_image
