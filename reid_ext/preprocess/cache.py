@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -35,6 +36,10 @@ CACHE_KINDS = ("mask", "keypoints")
 
 class CacheError(ValueError):
     """A cache directory or file that is missing, malformed or of the wrong kind."""
+
+
+class RandomWeightsCacheWarning(UserWarning):
+    """A cache whose manifest says its maps came from a randomly initialised model."""
 
 
 # --- paths ----------------------------------------------------------------------------------
@@ -139,8 +144,12 @@ def write_manifest(
     version: str,
     count: int,
     keypoint_format: str | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write ``manifest.json`` naming what produced the cache; ``created`` is UTC now."""
+    """Write ``manifest.json`` naming what produced the cache; ``created`` is UTC now.
+
+    ``extra`` adds fields (an extraction tool's config, weights hash, random_weights flag...);
+    it cannot replace the fields above."""
     if kind not in CACHE_KINDS:
         raise CacheError(f"cache kind must be one of {CACHE_KINDS}, got '{kind}'")
     if (kind == "keypoints") != (keypoint_format is not None):
@@ -155,6 +164,10 @@ def write_manifest(
     }
     if keypoint_format is not None:
         manifest["keypoint_format"] = keypoint_format
+    clash = sorted(set(extra or {}) & (set(manifest) | {"keypoint_format"}))
+    if clash:
+        raise CacheError(f"extra manifest fields {clash} would replace the standard ones")
+    manifest.update(extra or {})
     text = json.dumps(manifest, indent=2, sort_keys=True).encode()
     return _atomic_write(Path(cache_dir) / MANIFEST_NAME, lambda handle: handle.write(text))
 
@@ -182,6 +195,11 @@ def read_manifest(cache_dir: str | os.PathLike, expected_kind: str | None = None
         )
     if manifest["kind"] == "keypoints" and "keypoint_format" not in manifest:
         raise CacheError(f"'{path}' is a keypoints manifest without 'keypoint_format'")
+    if manifest.get("random_weights"):
+        warnings.warn(
+            f"aux-map cache '{cache_dir}' was extracted with RANDOM weights (its manifest says "
+            f"random_weights: true): its {manifest['kind']} maps are noise, fit for tests only",
+            RandomWeightsCacheWarning, stacklevel=2)
     return manifest
 
 

@@ -1,0 +1,78 @@
+"""``torchvision`` keypoints: Keypoint R-CNN (``keypointrcnn_resnet50_fpn``), COCO-17.
+
+torchvision lists the 17 keypoints in COCO order, the order of ``coco17``. Its coordinates
+are continuous (pixel ``j`` spans ``[j, j+1)``); the cache wants pixel indices, so 0.5 is
+subtracted. The score of a keypoint is the instance's detection score times the sigmoid of
+the keypoint's heatmap logit (``keypoints_scores``), which puts it in [0, 1]. The person is
+chosen among detections (label 1, score >= ``score_threshold``) by the box form of the rule
+in :mod:`reid_ext.preprocess.instances`; none -> all scores 0.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from reid_ext.preprocess.base import KeypointSource
+from reid_ext.preprocess.instances import choose_box
+from reid_ext.preprocess.torchvision_models import build_detector
+from reid_ext.registry import KEYPOINT_SOURCES
+
+COCO_PERSON = 1
+MODELS = ("keypointrcnn_resnet50_fpn",)
+
+
+@KEYPOINT_SOURCES.register("torchvision")
+class TorchvisionKeypointSource(KeypointSource):
+    """Keypoint R-CNN from torchvision (``min_size``: the short side it resizes to)."""
+
+    name = "torchvision"
+
+    def __init__(
+        self,
+        model: str = "keypointrcnn_resnet50_fpn",
+        weights: str | None = None,
+        random_weights: bool = False,
+        score_threshold: float = 0.5,
+        min_size: int = 800,
+        detections_per_img: int = 100,
+        device: str = "cpu",
+    ) -> None:
+        super().__init__("coco17")
+        self.model_name = model
+        self.score_threshold = float(score_threshold)
+        self.min_size = int(min_size)
+        self.detections_per_img = int(detections_per_img)
+        self.device = device
+        self.net = build_detector(self, model, MODELS, weights, random_weights, device,
+                                  min_size=self.min_size,
+                                  box_detections_per_img=self.detections_per_img)
+
+    def predict(self, images: list[np.ndarray], relpaths: list[str] | None) -> list[np.ndarray]:
+        import torch
+
+        tensors = [torch.tensor(image).permute(2, 0, 1).float().div(255).to(self.device)
+                   for image in images]
+        with torch.inference_mode():
+            outputs = self.net(tensors)
+        results = []
+        for image, out in zip(images, outputs):
+            keep = (out["labels"] == COCO_PERSON) & (out["scores"] >= self.score_threshold)
+            boxes = out["boxes"][keep].cpu().numpy()
+            best = choose_box(boxes, *image.shape[:2])
+            points = np.zeros((self.num_keypoints, 3), np.float32)
+            if best is not None:
+                xy = out["keypoints"][keep][best, :, :2].cpu().numpy() - 0.5
+                logits = out["keypoints_scores"][keep][best].cpu().numpy()
+                score = float(out["scores"][keep][best])
+                points[:, :2] = xy
+                points[:, 2] = score / (1.0 + np.exp(-logits))
+            results.append(points)
+        return results
+
+    def library_version(self) -> str:
+        return f"torchvision {self.torchvision_version}"
+
+    def options(self) -> dict[str, Any]:
+        return {"model": self.model_name, "score_threshold": self.score_threshold,
+                "min_size": self.min_size, "detections_per_img": self.detections_per_img}

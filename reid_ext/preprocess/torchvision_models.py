@@ -1,0 +1,92 @@
+"""Build a torchvision detection model with weights from a file, a torchvision weights name,
+or (tests only) random initialisation. Shared by the torchvision mask and keypoint sources."""
+from __future__ import annotations
+
+from typing import Any
+
+from reid_ext.preprocess.base import AuxSource, SourceError, WeightsError, weights_file
+
+
+def build_detector(
+    source: AuxSource,
+    model: str,
+    allowed: tuple[str, ...],
+    weights: str | None,
+    random_weights: bool,
+    device: str,
+    **model_kwargs: Any,
+) -> Any:
+    """``torchvision.models.detection.<model>`` in eval mode on ``device``.
+
+    ``weights``: a path to a state-dict file (``torch.save(model.state_dict())``), or a
+    torchvision weights name (``"MaskRCNN_ResNet50_FPN_Weights.COCO_V1"``, or just
+    ``"COCO_V1"``/``"DEFAULT"`` for the model's own enum), which torchvision loads from its
+    cache or downloads. Records the weights on ``source`` (path + SHA-256 for a file).
+    """
+    import torch
+    import torchvision
+    from torchvision.models import detection
+
+    if model not in allowed:
+        raise SourceError(f"source '{source.name}' model must be one of {allowed}, got '{model}'")
+    if weights and random_weights:
+        raise SourceError("pass either weights or random_weights=True, not both")
+    if not weights and not random_weights:
+        raise WeightsError(
+            f"source '{source.name}' ({model}) needs weights: pass --weights PATH (a state-dict "
+            f"file) or --weights NAME (a torchvision weights enum, e.g. "
+            f"{_enum_of(model).__name__}.DEFAULT, loaded from the torch hub cache); "
+            f"--random-weights only for tests"
+        )
+    builder = getattr(detection, model)
+    net = None
+    if random_weights:
+        net = builder(weights=None, weights_backbone=None, **model_kwargs)
+        source.set_weights("random", random_weights=True)
+    elif _looks_like_path(weights):
+        file = weights_file(weights)
+        net = builder(weights=None, weights_backbone=None, **model_kwargs)
+        state = torch.load(file, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+            state = state["model"]
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as err:
+            raise WeightsError(f"weights file '{file}' does not fit {model}: {err}") from err
+        source.set_weights(str(file.resolve()), path=file)
+    else:
+        enum = _resolve_enum(model, weights)
+        try:
+            net = builder(weights=enum, **model_kwargs)
+        except Exception as err:  # download failures come as many types (URLError, OSError)
+            raise WeightsError(
+                f"cannot load torchvision weights {enum} (from {enum.url}): {err}. Put the file "
+                f"in the torch hub cache or pass --weights PATH"
+            ) from err
+        source.set_weights(f"torchvision:{enum}")
+    source.torchvision_version = torchvision.__version__
+    return net.eval().to(device)
+
+
+def _looks_like_path(weights: str) -> bool:
+    return any(mark in weights for mark in ("/", "\\")) or weights.endswith((".pth", ".pt"))
+
+
+def _enum_of(model: str) -> Any:
+    import torchvision
+
+    return torchvision.models.get_model_weights(model)
+
+
+def _resolve_enum(model: str, name: str) -> Any:
+    """A weights enum member of ``model`` from its full or short name."""
+    enum = _enum_of(model)
+    short = name.split(".", 1)[1] if name.startswith(enum.__name__ + ".") else name
+    try:
+        return enum[short]
+    except KeyError:
+        known = [f"{enum.__name__}.{member}" for member in enum.__members__]
+        raise WeightsError(
+            f"'{name}' is neither a weights file nor a weights name of {model}; known names: "
+            f"{known}"
+        ) from None
