@@ -270,7 +270,8 @@ def test_missing_aux_cache_skips_with_the_extraction_command(tmp_path, tiny_mode
     options = tiny_options(tmp_path, "bench_tiny_aux", "aux.mask", str(missing))
     (row,) = run_benchmark(options)
     assert row["status"] == "skipped"
-    assert "tools/extract_masks.py --dataset synthetic_person" in row["note"]
+    assert "tools/extract_masks.py --source <source> --dataset synthetic_person" in row["note"]
+    assert (REPO / "tools" / "extract_masks.py").is_file()  # the named tool exists
     assert str(missing) in row["note"]
     job_dir = options.out_dir / "bench_tiny_aux"
     assert not (job_dir / "result.json").exists()

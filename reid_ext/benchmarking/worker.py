@@ -117,8 +117,9 @@ def missing_aux_caches(cfg: Any, datamanager: Any, keys: tuple[str, ...], datase
         where = f"'{folder}'" if folder else "none configured and the dataset has no own maps"
         reasons.append(
             f"needs {kind} maps but the {kind} cache is missing ({where}); run "
-            f"`python {EXTRACTION_TOOLS[kind]} --dataset {dataset} --root {cfg.data.root}` "
-            f"or set aux.{kind} to an existing cache"
+            f"`python {EXTRACTION_TOOLS[kind]} --source <source> --dataset {dataset} --root "
+            f"{cfg.data.root} --out <cache dir>` (sources: `--help`; docs/aux_maps.md), then "
+            f"set aux.{kind} to that cache dir"
         )
     return reasons
 
