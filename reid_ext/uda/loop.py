@@ -240,7 +240,7 @@ def pseudo_labels(features: torch.Tensor, camids: Sequence[int], cfg: CfgNode
     quantile = cfg.uda.eps_quantile if cfg.uda.eps_quantile > 0 else None
     result = cluster_dbscan(dist, eps=None if quantile else cfg.uda.eps, eps_quantile=quantile,
                             min_samples=cfg.uda.min_samples, outliers=cfg.uda.outliers)
-    return result.labels, {"clusters": float(result.num_clusters),
+    return result.labels, {"clusters": result.num_clusters,
                            "outlier_fraction": result.outlier_fraction, "eps": result.eps,
                            "cluster_time_s": time.perf_counter() - start}
 
