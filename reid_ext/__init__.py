@@ -4,7 +4,7 @@ Importing the package registers its models, datasets and samplers into torchreid
 host's ``build_model``, ``ImageDataManager`` and engines know them. Importing twice (or
 reloading) registers nothing twice.
 """
-from reid_ext import data, losses, models, samplers  # noqa: F401  (registration side effects)
+from reid_ext import data, losses, models, samplers, uda  # noqa: F401  (registration side effects)
 from reid_ext.host import register_into_host
 from reid_ext.preprocess import keypoints, masks  # noqa: F401  (mask and keypoint sources)
 from reid_ext.registry import (

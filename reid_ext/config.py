@@ -151,6 +151,23 @@ def get_default_config() -> CN:
     cfg.aux.seg = ""  # tiger structure (I-IV): batch key 'seg', a class map from keypoints
     cfg.aux.keypoint_format = ""  # "" = the dataset's own (coco17 for people, atrw15 for tigers)
     cfg.aux.on_missing = "fallback"  # or "error"
+
+    # reid_ext: unsupervised domain adaptation by pseudo-label refinement (tools/train_uda.py)
+    cfg.uda = CN()
+    cfg.uda.target = ""  # target dataset name; its train split is used without labels
+    cfg.uda.source_checkpoint = ""  # start from these weights instead of training on the source
+    cfg.uda.warmup_epochs = 0  # source training: linear lr warm-up before train.stepsize decay
+    cfg.uda.steps = 2  # refinement steps: extract -> normalise -> cluster -> fine-tune
+    cfg.uda.epochs_per_step = 2
+    cfg.uda.lr = 0.0  # fine-tuning learning rate, constant within a step (0: train.lr)
+    cfg.uda.camera_norm = True  # camera-guided normalisation before clustering
+    cfg.uda.k1 = 20  # k-reciprocal Jaccard distance parameters
+    cfg.uda.k2 = 6
+    cfg.uda.num_neighbors = 40  # Jaccard distances kept per image (sparse matrix)
+    cfg.uda.eps = 0.6  # DBSCAN radius on the Jaccard distance ...
+    cfg.uda.eps_quantile = 0.0  # ... or, when > 0, this quantile of the kept distances
+    cfg.uda.min_samples = 4
+    cfg.uda.outliers = "drop"  # DBSCAN noise: "drop" or "singleton" (one pseudo-id each)
     return cfg
 
 

@@ -206,7 +206,40 @@ def _check_parameters(k1: int, k2: int, lambda_value: float) -> None:
 
 def _rerank(source, k1: int, k2: int, lambda_value: float, chunk_size: int | None) -> np.ndarray:
     _check_parameters(k1, k2, lambda_value)
-    n, q = source.num_all, source.num_query
+    weights, original_qg = _reciprocal_weights(source, k1, k2, chunk_size)
+    overlap_out = original_qg  # reuse the buffer: final = (1 - l) * jaccard + l * original
+    _jaccard_blend(weights, source.num_query, lambda_value, overlap_out)
+    return overlap_out
+
+
+def k_reciprocal_weights_features(
+    features: np.ndarray | torch.Tensor,
+    k1: int = 20,
+    k2: int = 6,
+    *,
+    metric: str = "euclidean",
+    chunk_size: int | None = None,
+) -> sp.csr_matrix:
+    """The sparse weights ``V [N, N]`` of the re-ranking among ``features`` themselves.
+
+    Row ``i`` holds the Gaussian-weighted expanded k-reciprocal set of point ``i`` after the
+    ``k2`` query expansion; the Jaccard distance of ``i`` and ``j`` is
+    ``1 - o / (2 - o)`` with ``o = sum_k min(V[i, k], V[j, k])``. These are the weights
+    :func:`k_reciprocal_rerank_features` uses with every point both a query and a gallery item
+    (used by ``reid_ext.uda`` to cluster a set on its own Jaccard distances).
+    """
+    check_metric(metric)
+    _check_parameters(k1, k2, 0.0)
+    feats = as_tensor(features, "features").float()
+    weights, _ = _reciprocal_weights(_FeatureDistances(feats[:0], feats, metric), k1, k2,
+                                     chunk_size)
+    return weights
+
+
+def _reciprocal_weights(source, k1: int, k2: int, chunk_size: int | None
+                        ) -> tuple[sp.csr_matrix, np.ndarray]:
+    """``(V as csr, M's query-gallery block)`` for ``source``."""
+    n = source.num_all
     half = int(np.around(k1 / 2.0)) + 1  # the host's expression, round-half-even included
     neighbours, row_max, original_qg = _host_neighbour_lists(
         source, (k1 + 1, half, k2), chunk_size
@@ -219,9 +252,7 @@ def _rerank(source, k1: int, k2: int, lambda_value: float, chunk_size: int | Non
     weights = _gaussian_weights(expansion, source, row_max)
     if k2 != 1:
         weights = (_membership(neighbours, k2, n) @ weights) / min(k2, n)
-    overlap_out = original_qg  # reuse the buffer: final = (1 - l) * jaccard + l * original
-    _jaccard_blend(weights.tocsr(), q, lambda_value, overlap_out)
-    return overlap_out
+    return weights.tocsr(), original_qg
 
 
 def _host_neighbour_lists(source, boundaries, chunk_size):
