@@ -8,7 +8,7 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 
 from reid_ext import host
-from reid_ext.evaluation.neighbors import pairwise_distance
+from reid_ext.evaluation.neighbors import pairwise_distance_squared
 from reid_ext.evaluation.rerank import k_reciprocal_rerank_features
 from reid_ext.uda.cluster import (
     cluster_dbscan,
@@ -59,9 +59,9 @@ def test_sparse_jaccard_matches_torchreid_re_ranking() -> None:
     feats, _ = _blobs(2, num_ids=5, per_id=6, dim=8)
     m = 7
     t = torch.from_numpy(feats)
-    qg = pairwise_distance(t[:m], t[m:]).numpy()
-    qq = pairwise_distance(t[:m], t[:m]).numpy()
-    gg = pairwise_distance(t[m:], t[m:]).numpy()
+    qg = pairwise_distance_squared(t[:m], t[m:]).numpy()
+    qq = pairwise_distance_squared(t[:m], t[:m]).numpy()
+    gg = pairwise_distance_squared(t[m:], t[m:]).numpy()
     reference = host.utils.re_ranking(qg, qq, gg, k1=8, k2=3, lambda_value=0.0)
     sparse = sparse_jaccard_distance(feats, 8, 3, num_neighbors=len(feats) - 1).toarray()
     block = np.where(sparse[:m, m:] > 0, sparse[:m, m:], 1.0)

@@ -32,7 +32,7 @@ from reid_ext.checkpoint import load_checkpoint, save_atomic
 from reid_ext.config import host_loss_mode, loss_terms_from_config
 from reid_ext.data.options import set_dataset_options
 from reid_ext.engine import ReidEngine
-from reid_ext.evaluation import evaluate, pairwise_distance
+from reid_ext.evaluation import evaluate, pairwise_distance_squared
 from reid_ext.models.factory import build_model
 from reid_ext.runner import (
     apply_dataset_options,
@@ -220,7 +220,7 @@ def evaluate_target(model: torch.nn.Module, splits: Mapping[str, Sequence[Any]],
     for suffix, (qf, gf) in {"": (query, gallery),
                              "_camnorm": (stats.normalize(query, q_cams),
                                           stats.normalize(gallery, g_cams))}.items():
-        dist = pairwise_distance(qf, gf, cfg.test.dist_metric).numpy()
+        dist = pairwise_distance_squared(qf, gf, cfg.test.dist_metric).numpy()
         result = evaluate(dist, q_pids, g_pids, q_cams, g_cams)
         metrics[f"mAP{suffix}"] = float(result.mAP)
         metrics[f"rank1{suffix}"] = float(result.cmc[0])
