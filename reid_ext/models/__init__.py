@@ -2,6 +2,7 @@
 from reid_ext.models import (
     bignet,  # noqa: F401
     bnneck,  # noqa: F401
+    mgran,  # noqa: F401
 )
 from reid_ext.models.factory import build_model
 
