@@ -60,8 +60,11 @@ def train_once(cfg: CfgNode) -> dict[str, float]:
     start = time.perf_counter()
     engine = run(cfg)
     result = engine.last_results[cfg.data.targets[0]]
-    return {"R1": result["rank1"], "mAP": result["mAP"], "mINP": result["mINP"],
-            "seconds": time.perf_counter() - start}
+    row = {"R1": result["rank1"], "mAP": result["mAP"], "mINP": result["mINP"],
+           "seconds": time.perf_counter() - start}
+    print(f"### {cfg.model.name} {dict(cfg.model.kwargs)} seed {cfg.train.seed}: {row}",
+          flush=True)
+    return row
 
 
 def table(title: str, rows: dict[str, list[dict[str, float]]], seeds: list[int]) -> str:
@@ -109,26 +112,29 @@ def main() -> None:
             rows[name].append(train_once(configure(SYNTHETIC, model, kwargs, seed, args.epochs,
                                                    synth_opts)))
     options = " ".join(f"{k}={v}" for k, v in args.synthetic_option) or "default size"
-    out = [table(f"synthetic_person ({options}), {args.size[0]}x{args.size[1]}, "
-                 f"{args.epochs} epochs, seeds {args.seeds}",
-                 rows, args.seeds)]
+    out: list[str] = []
+
+    def emit(text: str) -> None:  # print and save each table as soon as it exists
+        out.append(text)
+        print("\n" + text, flush=True)
+        if args.out:
+            Path(args.out).write_text("\n\n".join(out) + "\n")
+
+    emit(table(f"synthetic_person ({options}), {args.size[0]}x{args.size[1]}, "
+               f"{args.epochs} epochs, seeds {args.seeds}", rows, args.seeds))
     if args.col780:
         try:
             check_data_ready(load_config(COL780), config_file=COL780)
         except PreflightError as err:
-            out.append(f"COL780 skipped: {err}")
+            emit(f"COL780 skipped: {err}")
         else:
             col = {k: [] for k in COL780_RUNS}
             for seed in args.seeds:
                 for name, (model, kwargs) in COL780_RUNS.items():
                     col[name].append(train_once(configure(COL780, model, kwargs, seed,
                                                           args.col780_epochs, [])))
-            out.append(table(f"COL780 (MediaPipe maps), {args.col780_epochs} epochs, "
-                             f"seeds {args.seeds}", col, args.seeds))
-    text = "\n\n".join(out)
-    print("\n" + text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+            emit(table(f"COL780 (MediaPipe maps), {args.col780_epochs} epochs, "
+                       f"seeds {args.seeds}", col, args.seeds))
 
 
 if __name__ == "__main__":
