@@ -120,11 +120,13 @@ class Registry:
 
 
 def accepted_kwargs(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """The subset of ``kwargs`` that ``fn``'s signature takes (all of them with ``**kwargs``)."""
-    params = inspect.signature(fn).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return dict(kwargs)
-    names = {p.name for p in params
+    """The subset of ``kwargs`` that ``fn`` names as parameters.
+
+    A catch-all ``**kwargs`` does not count: offered extras (torchreid's ``use_gpu``, the
+    engine's ``num_classes``) reach a factory only when it asks for them by name, so they never
+    leak through ``**kwargs`` into a constructor that does not know them.
+    """
+    names = {p.name for p in inspect.signature(fn).parameters.values()
              if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
     return {k: v for k, v in kwargs.items() if k in names}
 

@@ -8,7 +8,7 @@ import torch
 
 import reid_ext
 from reid_ext import host
-from reid_ext.registry import Registry, UnknownNameError
+from reid_ext.registry import LOSSES, Registry, UnknownNameError
 
 
 def test_unknown_name_lists_closest_first():
@@ -89,3 +89,46 @@ def test_host_datamanager_takes_reid_ext_dataset_and_sampler_names(tmp_path):
     batch = next(iter(dm.train_loader))
     counts = Counter(batch["pid"].tolist())
     assert len(counts) == 4 and set(counts.values()) == {2}
+
+
+def test_metadata_travels_with_the_registration():
+    reg = Registry("loss")
+    reg.register("ce", lambda: None, reads="logits")
+    assert reg.meta("ce") == {"reads": "logits"}
+    with pytest.raises(UnknownNameError):
+        reg.meta("nope")
+    assert LOSSES.meta("softmax")["reads"] == "logits"
+    assert LOSSES.meta("triplet_hard")["reads"] == "feats"
+
+
+def test_build_offers_context_only_to_parameters_named_in_the_signature():
+    reg = Registry("loss")
+    seen = {}
+
+    @reg.register("needs_classes")
+    def needs_classes(num_classes, margin=0.3):
+        seen["needs"] = (num_classes, margin)
+
+    @reg.register("catch_all")
+    def catch_all(margin=0.3, **kwargs):
+        seen["catch_all"] = (margin, kwargs)
+
+    reg.build("needs_classes", context={"num_classes": 7, "use_gpu": True}, margin=0.1)
+    reg.build("catch_all", context={"num_classes": 7}, margin=0.2, extra=1)
+    assert seen == {"needs": (7, 0.1), "catch_all": (0.2, {"extra": 1})}
+    with pytest.raises(TypeError, match="marginn"):  # the user's own kwargs are not filtered
+        reg.build("needs_classes", context={"num_classes": 7}, marginn=0.1)
+
+
+def test_listeners_hear_past_and_future_registrations_once():
+    reg = Registry("model")
+    reg.register("old", object())
+    heard = []
+
+    def listener(name, obj):
+        heard.append(name)
+
+    reg.subscribe(listener)
+    reg.subscribe(listener)  # subscribing twice hears nothing twice
+    reg.register("new", object())
+    assert heard == ["old", "new"]

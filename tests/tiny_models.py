@@ -57,3 +57,31 @@ class MaskKeypointPoolNet(nn.Module):
         if not self.training:
             return feats
         return {"logits": self.classifier(feats), "feats": feats}
+
+
+class MaskAttentionNet(nn.Module):
+    """Predicts a foreground map (``mask_logits``) and pools features under it.
+
+    It takes no aux input: the mask only supervises ``mask_logits`` through a loss term with
+    ``target: mask`` (tests/test_loss_targets.py).
+    """
+
+    aux_inputs: tuple[str, ...] = ()
+
+    def __init__(self, num_classes: int, dim: int = 16) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, dim, 3, stride=2, padding=1), nn.BatchNorm2d(dim), nn.ReLU(),
+            nn.Conv2d(dim, dim, 3, padding=1), nn.BatchNorm2d(dim), nn.ReLU(),
+        )
+        self.attention = nn.Conv2d(dim, 1, 1)
+        self.classifier = nn.Linear(dim, num_classes)
+
+    def forward(self, x: torch.Tensor):
+        fmap = self.body(x)
+        mask_logits = self.attention(fmap)
+        weights = torch.sigmoid(mask_logits)
+        feats = (fmap * weights).sum(dim=(2, 3)) / weights.sum(dim=(2, 3)).clamp_min(1e-6)
+        if not self.training:
+            return feats
+        return {"logits": self.classifier(feats), "feats": feats, "mask_logits": mask_logits}

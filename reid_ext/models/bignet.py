@@ -249,25 +249,28 @@ def _build(cls: type[_CosineEmbeddingNet], num_classes: int, pretrained: bool | 
 
 
 @MODELS.register("bignet")
-def bignet(num_classes: int, loss: str = "softmax", pretrained: bool | str = True,
-           use_gpu: bool = True, **kwargs: Any) -> BigNet:
-    """BigNet with a cosine-softmax classifier; ``kwargs``: height, width, dropout, init_scale.
-
-    ``loss`` and ``use_gpu`` are accepted for torchreid's ``build_model`` and ignored: the
-    training-mode output always carries both ``logits`` and ``feats``.
-    """
-    return _build(BigNet, num_classes, pretrained, **kwargs)
+def bignet(num_classes: int, pretrained: bool | str = True, height: int = DEFAULT_HEIGHT,
+           width: int = DEFAULT_WIDTH, dropout: float = 0.0, init_scale: float = 10.0) -> BigNet:
+    """BigNet with a cosine-softmax classifier (training outputs ``logits`` and ``feats``)."""
+    return _build(BigNet, num_classes, pretrained, height=height, width=width, dropout=dropout,
+                  init_scale=init_scale)
 
 
 @MODELS.register("slicenet1")
-def slicenet1(num_classes: int, loss: str = "softmax", pretrained: bool | str = True,
-              use_gpu: bool = True, num_slices: int = 4, **kwargs: Any) -> SliceNet1:
-    """SliceNet1 (image slices); ``kwargs``: share_weights, height, width, dropout, init_scale."""
-    return _build(SliceNet1, num_classes, pretrained, num_slices=num_slices, **kwargs)
+def slicenet1(num_classes: int, pretrained: bool | str = True, num_slices: int = 4,
+              share_weights: bool = False, height: int = DEFAULT_HEIGHT,
+              width: int = DEFAULT_WIDTH, dropout: float = 0.0,
+              init_scale: float = 10.0) -> SliceNet1:
+    """SliceNet1: the image cut into ``num_slices`` bands, each through a BigNet trunk."""
+    return _build(SliceNet1, num_classes, pretrained, num_slices=num_slices,
+                  share_weights=share_weights, height=height, width=width, dropout=dropout,
+                  init_scale=init_scale)
 
 
 @MODELS.register("slicenet2")
-def slicenet2(num_classes: int, loss: str = "softmax", pretrained: bool | str = True,
-              use_gpu: bool = True, num_slices: int = 4, **kwargs: Any) -> SliceNet2:
-    """SliceNet2 (feature-map slices); ``kwargs``: height, width, dropout, init_scale."""
-    return _build(SliceNet2, num_classes, pretrained, num_slices=num_slices, **kwargs)
+def slicenet2(num_classes: int, pretrained: bool | str = True, num_slices: int = 4,
+              height: int = DEFAULT_HEIGHT, width: int = DEFAULT_WIDTH, dropout: float = 0.0,
+              init_scale: float = 10.0) -> SliceNet2:
+    """SliceNet2: one BigNet trunk whose final map is cut into ``num_slices`` bands."""
+    return _build(SliceNet2, num_classes, pretrained, num_slices=num_slices, height=height,
+                  width=width, dropout=dropout, init_scale=init_scale)
