@@ -275,3 +275,22 @@ def test_trains_and_evaluates_end_to_end_on_synthetic_maps(tmp_path, mode):
     assert math.isfinite(summary["loss"]) and {"softmax", "triplet_hard"} <= set(summary)
     engine.run(**engine_run_kwargs(cfg))
     assert 0.0 <= engine.last_results["synthetic_person"]["mAP"] <= 1.0
+
+
+def test_train_tool_stops_before_training_without_market(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    import reid_ext.runner
+
+    monkeypatch.setattr(reid_ext.runner, "build_engine",
+                        lambda *a, **k: pytest.fail("built an engine without the dataset"))
+    spec = importlib.util.spec_from_file_location("train_tool", "tools/train.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    status = tool.main(["--config-file", "configs/mgran_market.yaml", "data.root",
+                        str(tmp_path / "nothing"), "data.save_dir", str(tmp_path / "log")])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "python tools/extract_masks.py --source detectron2" in err
+    assert str(tmp_path / "nothing" / "market1501") in err
+    assert not (tmp_path / "log").exists()
