@@ -13,6 +13,7 @@ from reid_ext.data.auxmaps import AUX_KEYS, attach_aux_maps
 from reid_ext.data.options import clear_dataset_options, set_dataset_options
 from reid_ext.engine import ReidEngine
 from reid_ext.models.factory import build_model, model_aux_inputs
+from reid_ext.preflight import check_data_ready
 from reid_ext.schedulers import build_lr_scheduler
 
 
@@ -181,6 +182,7 @@ def resume(engine: ReidEngine, path: str) -> int:
 
 def run(cfg: CfgNode) -> ReidEngine:
     """Build, optionally resume, then train and/or evaluate as the config says."""
+    check_data_ready(cfg)  # missing dataset/aux cache: stop now, saying where and what to run
     engine = build_engine(cfg)
     kwargs = engine_run_kwargs(cfg)
     if cfg.model.resume:

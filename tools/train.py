@@ -13,6 +13,7 @@ import reid_ext  # noqa: F401  (registers models, datasets, samplers, losses)
 from reid_ext.collapse import CollapseError
 from reid_ext.config import ConfigError, load_config
 from reid_ext.logfile import tee_stdout
+from reid_ext.preflight import PreflightError, check_data_ready
 from reid_ext.runner import run
 
 
@@ -29,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     log_name = "test.log" if cfg.test.evaluate else "train.log"
     log_name += time.strftime("-%Y-%m-%d-%H-%M-%S")
+    try:
+        check_data_ready(cfg, args.config_file or None)
+    except PreflightError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     with tee_stdout(Path(cfg.data.save_dir) / log_name):
         print(f"Show configuration\n{cfg}\n")
         try:

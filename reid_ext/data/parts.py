@@ -71,6 +71,16 @@ PART_SCHEMES: dict[str, PartScheme] = {
             "coco17",
             (("head", _COCO_HEAD), ("upper_body", _COCO_TORSO), ("lower_body", _COCO_LEGS)),
         ),
+        PartScheme(  # MGRAN's keypoint regions (Zhou & Yu, PAKDD 2020)
+            "mgran",
+            "coco17",
+            (
+                ("head_shoulder", (*_COCO_HEAD, "left_shoulder", "right_shoulder")),
+                ("upper_body", ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+                                "left_wrist", "right_wrist", "left_hip", "right_hip")),
+                ("lower_body", _COCO_LEGS),
+            ),
+        ),
         PartScheme(
             "atrw",
             "atrw15",

@@ -3,6 +3,7 @@ from reid_ext.models import (  # noqa: F401  (registration side effects)
     bignet,
     bnneck,
     bnneck_wrapper,
+    mgran,
     pose_seg,
 )
 from reid_ext.models.factory import build_model
