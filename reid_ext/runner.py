@@ -12,6 +12,7 @@ from reid_ext.config import host_loss_mode, loss_terms_from_config
 from reid_ext.data.auxmaps import AUX_KEYS, attach_aux_maps
 from reid_ext.data.options import clear_dataset_options, set_dataset_options
 from reid_ext.engine import ReidEngine
+from reid_ext.images import BAD_IMAGES, skip_bad_images_in
 from reid_ext.models.factory import build_model, model_aux_inputs
 
 
@@ -100,9 +101,15 @@ def build_datamanager(cfg: CfgNode) -> Any:
 
 
 def attach_aux(cfg: CfgNode, datamanager: Any, keys: tuple[str, ...]) -> None:
-    """Swap the data manager's loaders for aux-map loaders when any aux key is needed."""
-    if not keys:
-        return
+    """Swap the data manager's loaders for aux-map loaders when any aux key is needed; with
+    ``data.skip_bad_images`` wrap every loader so unreadable images are skipped and counted."""
+    if keys:
+        _attach_aux_maps(cfg, datamanager, keys)
+    if cfg.data.skip_bad_images:
+        skip_bad_images_in(datamanager)
+
+
+def _attach_aux_maps(cfg: CfgNode, datamanager: Any, keys: tuple[str, ...]) -> None:
     attach_aux_maps(
         datamanager, keys,
         mask_dir=None if cfg.aux.mask in ("", "auto") else cfg.aux.mask,
@@ -120,7 +127,7 @@ def _build_one(cfg: CfgNode, name: str, num_classes: int, terms: list[dict[str, 
     model = build_model(name, num_classes=num_classes, loss=host_loss_mode(terms),
                         pretrained=cfg.model.pretrained, **dict(cfg.model.kwargs))
     if cfg.model.load_weights:
-        load_matching_weights(model, cfg.model.load_weights)
+        load_matching_weights(model, cfg.model.load_weights, model_name=name)
     return model.cuda() if torch.cuda.is_available() else model
 
 
@@ -174,9 +181,14 @@ def resume(engine: ReidEngine, path: str) -> int:
 
 def run(cfg: CfgNode) -> ReidEngine:
     """Build, optionally resume, then train and/or evaluate as the config says."""
+    BAD_IMAGES.clear()
     engine = build_engine(cfg)
     kwargs = engine_run_kwargs(cfg)
     if cfg.model.resume:
         kwargs["start_epoch"] = resume(engine, cfg.model.resume)
-    engine.run(**kwargs)
+    try:
+        engine.run(**kwargs)
+    finally:
+        if cfg.data.skip_bad_images:
+            print(BAD_IMAGES.summary())
     return engine

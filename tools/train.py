@@ -10,9 +10,14 @@ import time
 from pathlib import Path
 
 import reid_ext  # noqa: F401  (registers models, datasets, samplers, losses)
+from reid_ext.checkpoint import WeightsMismatchError
 from reid_ext.config import ConfigError, load_config
+from reid_ext.divergence import DivergenceError
+from reid_ext.images import UnreadableImageError
 from reid_ext.logfile import tee_stdout
 from reid_ext.runner import run
+
+RUN_ERRORS = (DivergenceError, UnreadableImageError, WeightsMismatchError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,11 +31,20 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if not args.config_file:
+        print("error: a config file is needed, e.g. python tools/train.py --config-file "
+              "configs/quickstart.yaml [KEY VALUE ...] (the built-in defaults name "
+              "market1501, which is not downloaded automatically)", file=sys.stderr)
+        return 2
     log_name = "test.log" if cfg.test.evaluate else "train.log"
     log_name += time.strftime("-%Y-%m-%d-%H-%M-%S")
     with tee_stdout(Path(cfg.data.save_dir) / log_name):
         print(f"Show configuration\n{cfg}\n")
-        run(cfg)
+        try:
+            run(cfg)
+        except RUN_ERRORS as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
     return 0
 
 
