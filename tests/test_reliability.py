@@ -157,9 +157,11 @@ def test_nan_loss_stops_the_run_naming_terms_epoch_batch_exit_1(tmp_path, capsys
 
 
 def test_sgd_nan_loss_names_the_term(tmp_path):
-    cfg = tiny_cfg(tmp_path, "train.optim", "sgd", "train.lr", "1e6")
+    # the explosion check (which fires first, at batch 2) is off: the NaN itself is caught
+    cfg = tiny_cfg(tmp_path, "train.optim", "sgd", "train.lr", "1e6",
+                   "train.divergence_factor", "0.0", "train.max_epoch", "5")
     engine = build_engine(cfg)
-    with pytest.raises(DivergenceError, match=r"epoch 1, batch \d+: non-finite loss from "
+    with pytest.raises(DivergenceError, match=r"epoch \d, batch \d+: non-finite loss from "
                                               r"(softmax|triplet)"):
         engine.run(**engine_run_kwargs(cfg))
     assert not list((tmp_path / "log").rglob("model.pth.tar-*"))
@@ -199,7 +201,8 @@ def test_engine_with_a_grad_scaler_skips_an_inf_step(tmp_path):
     (["loss.name", "triplet", "loss.triplet.margin", "-0.1"], "margin must be >= 0"),
     (["loss.terms", "[{'name': 'triplet', 'kwargs': {'margin': -1}}]"], "margin must be >= 0"),
     (["data.options.market1502.foo", "1"], "did you mean 'market1501'"),
-    (["train.lr", "-1"], "train.lr must be a positive"),
+    (["train.lr", "-1.0"], "train.lr must be a positive"),
+    (["train.divergence_factor", "-1.0"], "train.divergence_factor must be >= 0"),
     (["test.visrank", "True"], "test.visrank True needs test.evaluate True"),
 ])
 def test_values_used_late_are_checked_at_config_time(opts, match):
@@ -235,7 +238,9 @@ class WideNet(TinyNet):
 def test_another_architecture_fails_with_counts_not_a_key_dump(tmp_path):
     path = tmp_path / "w.pth"
     torch.save(WideNet(5).state_dict(), path)
-    with pytest.raises(WeightsMismatchError, match=r"only 0 of its 10 backbone tensors") as err:
+    # only the two BatchNorm step counters fit (scalars); 14 = weights, biases, BN buffers
+    with pytest.raises(WeightsMismatchError,
+                       match=r"only 2 of its 14 backbone tensors load \(14% < 90%\)") as err:
         load_matching_weights(TinyNet(5), path)
     assert len(str(err.value)) < 600
     # the stored config names both architectures
