@@ -31,6 +31,7 @@ from reid_ext.checkpoint import (
     restore_rng_state,
     save_atomic,
 )
+from reid_ext.distributed import gather_batches, is_main, shard_loader
 from reid_ext.divergence import EXPLODE_FACTOR, DivergenceError, DivergenceGuard, all_finite
 from reid_ext.evaluation.report import rank_and_report
 from reid_ext.evaluation.visrank import visualize_ranked_results
@@ -272,6 +273,8 @@ class ReidEngine(host.get_host().Engine):
 
     def save_model(self, epoch: int, rank1: float, save_dir: str, is_best: bool = False) -> None:
         """Atomic checkpoint per model: ``<save_dir>/<name>/model.pth.tar-<epoch>``."""
+        if not is_main():  # under torchrun only rank 0 writes
+            return
         for name in self.get_model_names():
             if not all_finite(self._models[name].state_dict().values()):
                 raise DivergenceError(f"model '{name}' holds non-finite weights at epoch "
@@ -343,18 +346,18 @@ class ReidEngine(host.get_host().Engine):
         """Every embedding model's features of a whole loader (each batch loaded once), with
         a progress bar, plus the pids and camids."""
         models = self.embedding_models()
-        feats: dict[str, list[torch.Tensor]] = {name: [] for name, _ in models}
-        pids, camids = [], []
-        for data in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
+        batches = []  # under torchrun: this rank's share of the batches, gathered to rank 0
+        for data in tqdm(shard_loader(loader), desc=desc, leave=False, dynamic_ncols=True):
             imgs, batch_pids, batch_camids = self.parse_data_for_eval(data)
             imgs = imgs.to(self.device)
-            for name, model in models:
-                out = self.extract_features(imgs, model, **self.aux_inputs(data, model))
-                feats[name].append(out.cpu())
-            pids.append(np.asarray(batch_pids))
-            camids.append(np.asarray(batch_camids))
-        return ({name: torch.cat(f) for name, f in feats.items()}, np.concatenate(pids),
-                np.concatenate(camids))
+            feats = {name: self.extract_features(imgs, model, **self.aux_inputs(data, model)
+                                                 ).cpu() for name, model in models}
+            batches.append((feats, np.asarray(batch_pids), np.asarray(batch_camids)))
+        batches = gather_batches(batches)
+        if not batches:  # ranks other than 0
+            return {}, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return ({name: torch.cat([b[0][name] for b in batches]) for name, _ in models},
+                np.concatenate([b[1] for b in batches]), np.concatenate([b[2] for b in batches]))
 
     @torch.no_grad()
     def _evaluate(self, dataset_name: str = "", query_loader: Any = None,
@@ -367,6 +370,8 @@ class ReidEngine(host.get_host().Engine):
         and, with several sets, also to ``last_results[f"{dataset_name}/{name}"]``."""
         qfs, q_pids, q_camids = self.extract_loader(query_loader, f"{dataset_name} query")
         gfs, g_pids, g_camids = self.extract_loader(gallery_loader, f"{dataset_name} gallery")
+        if not is_main():  # rank 0 ranks the gathered features
+            return 0.0, 0.0
         if normalize_feature:
             qfs = {k: F.normalize(v, dim=1) for k, v in qfs.items()}
             gfs = {k: F.normalize(v, dim=1) for k, v in gfs.items()}

@@ -11,6 +11,12 @@ from reid_ext.checkpoint import load_matching_weights
 from reid_ext.config import host_loss_mode, loss_terms_from_config
 from reid_ext.data.auxmaps import AUX_KEYS, attach_aux_maps
 from reid_ext.data.options import clear_dataset_options, set_dataset_options
+from reid_ext.distributed import (
+    check_distributed_config,
+    init_distributed,
+    main_first,
+    wrap_ddp,
+)
 from reid_ext.engine import ReidEngine
 from reid_ext.images import BAD_IMAGES, skip_bad_images_in
 from reid_ext.models.factory import build_model, model_aux_inputs
@@ -182,7 +188,11 @@ def resume(engine: ReidEngine, path: str) -> int:
 def run(cfg: CfgNode) -> ReidEngine:
     """Build, optionally resume, then train and/or evaluate as the config says."""
     BAD_IMAGES.clear()
-    engine = build_engine(cfg)
+    init_distributed()
+    check_distributed_config(cfg)
+    with main_first():  # rank 0 generates/caches data first
+        engine = build_engine(cfg)
+    wrap_ddp(engine)
     kwargs = engine_run_kwargs(cfg)
     if cfg.model.resume:
         kwargs["start_epoch"] = resume(engine, cfg.model.resume)

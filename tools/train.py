@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 import reid_ext  # noqa: F401  (registers models, datasets, samplers, losses)
 from reid_ext.checkpoint import WeightsMismatchError
 from reid_ext.config import ConfigError, load_config
+from reid_ext.distributed import init_distributed, is_main
 from reid_ext.divergence import DivergenceError
 from reid_ext.images import UnreadableImageError
 from reid_ext.logfile import tee_stdout
@@ -38,7 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     log_name = "test.log" if cfg.test.evaluate else "train.log"
     log_name += time.strftime("-%Y-%m-%d-%H-%M-%S")
-    with tee_stdout(Path(cfg.data.save_dir) / log_name):
+    init_distributed()  # under torchrun: only rank 0 prints and writes the log
+    log = (tee_stdout(Path(cfg.data.save_dir) / log_name) if is_main()
+           else contextlib.redirect_stdout(open(os.devnull, "w")))  # noqa: SIM115
+    with log:
         print(f"Show configuration\n{cfg}\n")
         try:
             run(cfg)
