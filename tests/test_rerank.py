@@ -100,3 +100,17 @@ def test_equals_host_when_every_step_is_chunked(monkeypatch):
     np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-5)
     from_features = k_reciprocal_rerank_features(qf, gf, chunk_size=47)
     np.testing.assert_allclose(from_features, reference, rtol=0, atol=1e-5)
+
+
+def test_symmetric_tiles_equal_host_with_duplicate_features():
+    """The features entry computes each distance tile once (tile a-b serves rows a and rows b);
+    duplicated gallery rows make exact ties at the set boundaries (the argsort fallback)."""
+    torch.manual_seed(7)
+    qf = torch.randn(50, 16)
+    gf = torch.randn(200, 16)
+    gf[100:140] = gf[:40]  # exact duplicates: tied distances
+    q_g, q_q, g_g = blocks(qf, gf)
+    reference = host.utils.re_ranking(q_g, q_q, g_g)
+    for tile in (37, 64, 250):  # tiles straddling the query/gallery border, and one tile
+        ours = k_reciprocal_rerank_features(qf, gf, chunk_size=tile)
+        np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-5)
