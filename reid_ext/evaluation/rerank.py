@@ -39,12 +39,18 @@ from reid_ext.evaluation.neighbors import (
     as_numpy,
     as_tensor,
     check_metric,
+    faiss_available,
     rows_per_chunk,
 )
 
 # Triples per Jaccard chunk: small enough that the scatter target and temporaries stay in
 # cache (measured ~2x faster than 8M-triple chunks), large enough to amortise numpy calls.
 TRIPLES_PER_CHUNK = 1 << 20
+# Approximate neighbours (``approximate=True``): IVF lists, lists probed, points sampled for
+# each row's maximum distance.
+APPROX_NLIST = 1024
+APPROX_NPROBE = 32
+APPROX_MAX_SAMPLE = 8192
 # Rows/columns of one symmetric distance tile (4096^2 float32 = 64 MiB per tile).
 SYMMETRIC_TILE = 4096
 
@@ -77,8 +83,14 @@ def k_reciprocal_rerank_features(
     *,
     metric: str = "euclidean",
     chunk_size: int | None = None,
+    approximate: bool = False,
 ) -> np.ndarray:
     """Re-ranked distances from query/gallery features, never forming the N x N matrix.
+
+    ``approximate=True`` (needs faiss) trades exactness for speed at large galleries: the
+    neighbour lists come from an inverted-file index (:data:`APPROX_NLIST` lists,
+    :data:`APPROX_NPROBE` probed) and each row's maximum distance (the host's normalisation)
+    from :data:`APPROX_MAX_SAMPLE` sampled points; docs/benchmarks.md gives its measured loss.
 
     Equals ``k_reciprocal_rerank(D_qg, D_qq, D_gg)`` with ``D_xy = pairwise_distance_squared(x, y,
     metric)`` (up to float rounding of the distances). Neighbours come from one chunked pass
@@ -87,6 +99,8 @@ def k_reciprocal_rerank_features(
     """
     check_metric(metric)
     source = _FeatureDistances(qf, gf, metric)
+    if approximate:
+        source.approximate = True
     return _rerank(source, k1, k2, lambda_value, chunk_size)
 
 
@@ -173,6 +187,7 @@ class _FeatureDistances:
         self.to_all = DistanceTo(self.features, metric)
         self.block_budget = (PRODUCT_BLOCK_ELEMENTS, PRODUCT_MIN_ROWS)
         self.num_query, self.num_all = qt.shape[0], self.features.shape[0]
+        self.approximate = False
 
     def rows(self, start: int, stop: int) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor]]:
         block = self.to_all(self.features[start:stop]).abs_()
@@ -210,8 +225,12 @@ def _rerank(source, k1: int, k2: int, lambda_value: float, chunk_size: int | Non
     _check_parameters(k1, k2, lambda_value)
     n, q = source.num_all, source.num_query
     half = int(np.around(k1 / 2.0)) + 1  # the host's expression, round-half-even included
-    lists = (_symmetric_neighbour_lists if isinstance(source, _FeatureDistances)
-             else _host_neighbour_lists)
+    if not isinstance(source, _FeatureDistances):
+        lists = _host_neighbour_lists
+    elif source.approximate:
+        lists = _approximate_neighbour_lists
+    else:
+        lists = _symmetric_neighbour_lists
     neighbours, row_max, original_qg = lists(source, (k1 + 1, half, k2), chunk_size)
     forward = _membership(neighbours, k1 + 1, n)
     reciprocal = forward.multiply(forward.T).tocsr()
@@ -315,6 +334,53 @@ def _symmetric_neighbour_lists(source: _FeatureDistances, boundaries, chunk_size
         torch.square(to_gallery(feats[start:stop]), out=target)
         target.div_(peak[start:stop].unsqueeze(1))
     return neighbours, peak.numpy(), original_qg
+
+
+def _approximate_neighbour_lists(source: _FeatureDistances, boundaries, chunk_size):
+    """Approximate :func:`_symmetric_neighbour_lists`: faiss IVF neighbours, sampled maxima."""
+    if not faiss_available():
+        raise ImportError("approximate re-ranking needs faiss-cpu: pip install 'reid-ext[faiss]'")
+    import faiss
+
+    n, q = source.num_all, source.num_query
+    width = min(max(boundaries), n)
+    feats = source.features
+    data = feats.numpy()
+    if source.metric == "cosine":  # |a - b|^2 = 2 - 2 cos on unit vectors: same order
+        data = torch.nn.functional.normalize(feats, dim=1).numpy()
+    data = np.ascontiguousarray(data, dtype=np.float32)
+    nlist = max(1, min(APPROX_NLIST, n // 39))  # faiss wants >= 39 training points per list
+    quantizer = faiss.IndexFlatL2(data.shape[1])
+    index = faiss.IndexIVFFlat(quantizer, data.shape[1], nlist)
+    index.cp.seed = 1234
+    index.train(data)
+    index.add(data)
+    index.nprobe = min(APPROX_NPROBE, nlist)
+    _, found = index.search(data, width)
+    missing = found < 0  # too few points in the probed lists: fill from an exact row
+    for r in np.flatnonzero(missing.any(1)).tolist():
+        row = source.to_all(feats[r : r + 1]).abs_()[0]
+        found[r] = torch.topk(row, width, largest=False, sorted=True).indices.numpy()
+    rng = np.random.default_rng(0)
+    sample = rng.choice(n, size=min(APPROX_MAX_SAMPLE, n), replace=False)
+    to_sample = DistanceTo(feats[torch.from_numpy(np.sort(sample))], source.metric)
+    abs_max = torch.empty(n)
+    step = rows_per_chunk(len(sample), None, *source.block_budget)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        abs_max[start:stop] = to_sample(feats[start:stop]).abs_().amax(1)
+    peak = _square32(abs_max)
+    original_qg = np.empty((q, n - q), np.float32)
+    to_gallery = DistanceTo(feats[q:], source.metric)
+    step = rows_per_chunk(n, None, *source.block_budget)
+    for start in range(0, q, step):
+        stop = min(start + step, q)
+        block = to_gallery(feats[start:stop])
+        torch.maximum(peak[start:stop], _square32(block.abs().amax(1)), out=peak[start:stop])
+        target = torch.from_numpy(original_qg[start:stop])
+        torch.square(block, out=target)
+        target.div_(peak[start:stop].unsqueeze(1))
+    return found.astype(np.int64), peak.numpy(), original_qg
 
 
 def _merge_top(best_vals: torch.Tensor, best_idx: torch.Tensor, block: torch.Tensor,
