@@ -290,10 +290,13 @@ def _host_neighbour_lists(source, boundaries, chunk_size):
 def _symmetric_neighbour_lists(source: _FeatureDistances, boundaries, chunk_size):
     """:func:`_host_neighbour_lists` for features, computing each distance block once.
 
-    ``D`` is symmetric, so tile (a, b) with a <= b serves rows a (its rows) and rows b (its
-    columns): half the matrix products of the row-by-row pass, which dominate at 100k. Each
-    row keeps a running top list and maximum of ``|D|``; rows whose final list has a tie at a
-    set boundary are recomputed whole and ordered by ``np.argsort``, as in the row pass.
+    ``D`` is symmetric, so tile (a, b) with a < b serves rows a (its rows) and rows b (its
+    columns): half the matrix products of the row-by-row pass, which dominate at 100k. The
+    diagonal tiles come first and give every row a sorted top list; an off-diagonal tile then
+    only contributes its entries below a row's current last kept value (a comparison and a
+    ``nonzero`` instead of a ``topk`` over the tile and a transpose). Each row also keeps a
+    running maximum of ``|D|``. Rows whose final list has a tie at a set boundary are
+    recomputed whole and ordered by ``np.argsort``, as in the row pass.
     """
     n, q = source.num_all, source.num_query
     width = min(max(boundaries), n)
@@ -305,16 +308,18 @@ def _symmetric_neighbour_lists(source: _FeatureDistances, boundaries, chunk_size
     abs_max = torch.zeros(n)
     feats = source.features
     spans = [(a, min(a + tile, n)) for a in range(0, n, tile)]
+    for a0, a1 in spans:
+        block = DistanceTo(feats[a0:a1], source.metric)(feats[a0:a1]).abs_()
+        _merge_top(best_vals, best_idx, block, a0, a0, take)
+        abs_max[a0:a1] = block.amax(1)
     for i, (a0, a1) in enumerate(spans):
         to_rows = DistanceTo(feats[a0:a1], source.metric)
-        for b0, b1 in spans[i:]:
-            block = to_rows(feats[b0:b1]).abs_()  # [b rows, a rows] = D[b, a] = D[a, b]^T
-            _merge_top(best_vals, best_idx, block, b0, a0, take)
+        for b0, b1 in spans[i + 1:]:
+            block = to_rows(feats[b0:b1]).abs_()  # [b rows, a rows] = D[b, a]
             torch.maximum(abs_max[b0:b1], block.amax(1), out=abs_max[b0:b1])
-            if b0 != a0:
-                block_t = block.t().contiguous()
-                _merge_top(best_vals, best_idx, block_t, a0, b0, take)
-                torch.maximum(abs_max[a0:a1], block_t.amax(1), out=abs_max[a0:a1])
+            torch.maximum(abs_max[a0:a1], block.amax(0), out=abs_max[a0:a1])
+            _merge_below(best_vals, best_idx, block, b0, a0, take, transposed=False)
+            _merge_below(best_vals, best_idx, block, a0, b0, take, transposed=True)
             del block
     peak = _square32(abs_max)
     scaled = _square32(best_vals) / peak.unsqueeze(1)
@@ -334,6 +339,47 @@ def _symmetric_neighbour_lists(source: _FeatureDistances, boundaries, chunk_size
         torch.square(to_gallery(feats[start:stop]), out=target)
         target.div_(peak[start:stop].unsqueeze(1))
     return neighbours, peak.numpy(), original_qg
+
+
+def _merge_below(best_vals: torch.Tensor, best_idx: torch.Tensor, block: torch.Tensor,
+                 row0: int, col0: int, take: int, transposed: bool) -> None:
+    """Fold the entries of ``block`` (or of its transpose) that are below their row's last
+    kept value into the running top lists; rows ``row0:``, columns ``col0:``.
+
+    Entries equal to the last kept value are not needed: the list already holds ``take``
+    values <= it, and which of several equal values is kept only matters at a tie, which the
+    caller resolves with the host's argsort.
+    """
+    num_rows = block.shape[1] if transposed else block.shape[0]
+    last = best_vals[row0 : row0 + num_rows, -1]
+    mask = block < (last.unsqueeze(0) if transposed else last.unsqueeze(1))
+    hits = torch.nonzero(mask)
+    if hits.numel() == 0:
+        return
+    if transposed:
+        rows, cols = hits[:, 1], hits[:, 0]
+        values = block[cols, rows]
+    else:
+        rows, cols = hits[:, 0], hits[:, 1]
+        values = block[rows, cols]
+    # pack each touched row's candidates into a padded [R, width] matrix, then one topk
+    order = torch.argsort(rows, stable=True)
+    rows, cols, values = rows[order], cols[order], values[order]
+    touched, counts = torch.unique_consecutive(rows, return_counts=True)
+    first = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(len(rows)) - torch.repeat_interleave(first, counts)
+    slot_row = torch.repeat_interleave(torch.arange(len(touched)), counts)
+    extra = int(counts.max())
+    pad_vals = torch.full((len(touched), extra), float("inf"))
+    pad_idx = torch.zeros((len(touched), extra), dtype=torch.int64)
+    pad_vals[slot_row, slot] = values
+    pad_idx[slot_row, slot] = cols + col0
+    target = touched + row0
+    merged_vals = torch.cat([best_vals[target], pad_vals], 1)
+    merged_idx = torch.cat([best_idx[target], pad_idx], 1)
+    merged_vals, pick = torch.topk(merged_vals, take, 1, largest=False, sorted=True)
+    best_vals[target] = merged_vals
+    best_idx[target] = torch.gather(merged_idx, 1, pick)
 
 
 def _approximate_neighbour_lists(source: _FeatureDistances, boundaries, chunk_size):
