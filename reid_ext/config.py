@@ -15,6 +15,7 @@ import yaml
 from yacs.config import CfgNode as CN  # noqa: N817 - the name every yacs user knows
 
 from reid_ext.losses.terms import PID_TARGET, default_output
+from reid_ext.registry import DATASETS
 
 # Sections whose keys are free-form (model- or dataset-specific kwargs).
 OPEN_SECTIONS = ("model.kwargs", "data.options")
@@ -53,6 +54,7 @@ def get_default_config() -> CN:
     cfg.data.save_dir = "log"
     cfg.data.load_train_targets = False
     cfg.data.options = CN(new_allowed=True)  # reid_ext: per-dataset options, by dataset name
+    cfg.data.skip_bad_images = False  # reid_ext: skip (and count) unreadable images, else fail
 
     cfg.market1501 = CN()
     cfg.market1501.use_500k_distractors = False
@@ -100,6 +102,9 @@ def get_default_config() -> CN:
     cfg.train.stop_on_collapse = False
     cfg.train.collapse_patience = 50
     cfg.train.collapse_min_rel_spread = 0.01
+    # reid_ext: stop when the loss exceeds this many times the run's first loss (0: off);
+    # non-finite losses and weights always stop the run (reid_ext.divergence)
+    cfg.train.divergence_factor = 1e6
 
     cfg.sgd = CN()
     cfg.sgd.momentum = 0.9
@@ -277,6 +282,72 @@ def validate(cfg: CN) -> None:
     if cfg.aux.on_missing not in ("fallback", "error"):
         raise ConfigError(
             f"aux.on_missing must be 'fallback' or 'error', got {cfg.aux.on_missing!r}")
+    validate_run_values(cfg)
+
+
+DIST_METRICS = ("euclidean", "cosine")
+
+
+def _margin_of(term: dict[str, Any]) -> Any:
+    return (term.get("kwargs") or {}).get("margin")
+
+
+def _option_sources(dataset: str) -> tuple[str, ...]:
+    """Option tables a registered dataset reads (col780_clean also reads col780's)."""
+    if dataset not in DATASETS:
+        return ()
+    return tuple(getattr(DATASETS.get(dataset), "option_sources", ()))
+
+
+def validate_run_values(cfg: CN) -> None:
+    """Values used late in a run (evaluation, epochs, margins), checked before anything runs.
+
+    Without these checks ``test.dist_metric euclid`` fails only after the whole training,
+    ``test.ranks [0, 5]`` prints a meaningless "Rank-0" and ``train.max_epoch 0`` silently
+    trains nothing.
+    """
+    if cfg.test.dist_metric not in DIST_METRICS:
+        raise ConfigError(f"test.dist_metric must be one of {DIST_METRICS}, got "
+                          f"{cfg.test.dist_metric!r}")
+    ranks = list(cfg.test.ranks)
+    if not ranks or any(not isinstance(r, int) or isinstance(r, bool) or r < 1 for r in ranks):
+        raise ConfigError(f"test.ranks must be a non-empty list of integers >= 1 (Rank-1 is the "
+                          f"top match), got {ranks!r}")
+    if not cfg.test.evaluate and cfg.train.max_epoch < 1:
+        raise ConfigError(f"train.max_epoch must be >= 1 to train (got {cfg.train.max_epoch}); "
+                          f"to only evaluate set test.evaluate True")
+    if not 0 <= cfg.train.start_epoch < max(cfg.train.max_epoch, 1):
+        raise ConfigError(f"train.start_epoch must be in [0, train.max_epoch), got "
+                          f"{cfg.train.start_epoch} with max_epoch {cfg.train.max_epoch}")
+    for key in ("train.batch_size", "test.batch_size", "sampler.num_instances",
+                "test.visrank_topk"):
+        section, name = key.split(".")
+        if cfg[section][name] < 1:
+            raise ConfigError(f"{key} must be >= 1, got {cfg[section][name]}")
+    if cfg.train.divergence_factor < 0:
+        raise ConfigError(f"train.divergence_factor must be >= 0 (0: off), got "
+                          f"{cfg.train.divergence_factor}")
+    if not (cfg.train.lr > 0 and cfg.train.lr < float("inf")):
+        raise ConfigError(f"train.lr must be a positive finite number, got {cfg.train.lr}")
+    if cfg.test.visrank and not cfg.test.evaluate:
+        raise ConfigError("test.visrank True needs test.evaluate True (torchreid draws ranked "
+                          "lists only in evaluation-only runs; use tools/test.py)")
+    if cfg.loss.name == "triplet" and not cfg.loss.terms and cfg.loss.triplet.margin < 0:
+        raise ConfigError(f"loss.triplet.margin must be >= 0, got {cfg.loss.triplet.margin}")
+    for i, term in enumerate(cfg.loss.terms):
+        margin = _margin_of(dict(term))
+        if isinstance(margin, (int, float)) and margin < 0:
+            raise ConfigError(f"loss.terms[{i}] ({term['name']}) kwargs.margin must be >= 0, "
+                              f"got {margin}")
+    datasets = {*cfg.data.sources, *cfg.data.targets}
+    datasets |= {source for name in set(datasets) for source in _option_sources(name)}
+    for name in cfg.data.options:
+        if name not in datasets:
+            close = difflib.get_close_matches(name, sorted(datasets), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"data.options.{name}: dataset '{name}' is not in data.sources "
+                              f"{list(cfg.data.sources)} or data.targets "
+                              f"{list(cfg.data.targets)}{hint}")
 
 
 def loss_terms_from_config(cfg: CN) -> list[dict[str, Any]]:

@@ -20,9 +20,22 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from reid_ext import host
-from reid_ext.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_atomic
+from reid_ext.checkpoint import (
+    apply_lr_override,
+    capture_rng_state,
+    check_optimizer_matches,
+    checkpoint_config_value,
+    is_bare_state_dict,
+    load_checkpoint,
+    load_matching_weights,
+    restore_rng_state,
+    save_atomic,
+)
 from reid_ext.collapse import detector_from_config, metric_features
+from reid_ext.distributed import gather_batches, is_main, shard_loader
+from reid_ext.divergence import EXPLODE_FACTOR, DivergenceError, DivergenceGuard, all_finite
 from reid_ext.evaluation.report import rank_and_report
+from reid_ext.evaluation.visrank import visualize_ranked_results
 from reid_ext.losses.terms import PID_TARGET, LossTerm, build_loss_terms, check_targets
 from reid_ext.models.factory import model_aux_inputs
 
@@ -105,6 +118,8 @@ class ReidEngine(host.get_host().Engine):
         # embedding-collapse watch (train.collapse_* keys; reid_ext/collapse.py)
         self.collapse = detector_from_config(config, self.loss_terms, datamanager.num_train_pids)
         self._targets_checked = False
+        self.divergence = DivergenceGuard(
+            float(config.train.divergence_factor) if config is not None else EXPLODE_FACTOR)
 
     # --- training ------------------------------------------------------------------------
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -166,6 +181,7 @@ class ReidEngine(host.get_host().Engine):
             value = term(outputs, targets)
             total = total + term.weight * term.ramp(progress) * value.float()
             summary[term.key] = value.item()
+        self.divergence.record_terms(summary)
         return total, summary
 
     def forward_backward(self, data: Mapping[str, Any]) -> dict[str, float]:
@@ -195,6 +211,8 @@ class ReidEngine(host.get_host().Engine):
         """
         if isinstance(optimizers, torch.optim.Optimizer):
             optimizers = [optimizers]
+        where = (getattr(self, "epoch", 0), getattr(self, "batch_idx", 0))
+        self.divergence.check_loss(total, *where, amp_scaler=self.scaler is not None)
         for term in terms:
             term.ensure_optimizer()
         own = [t for t in terms if t.optimizer is not None]
@@ -218,7 +236,10 @@ class ReidEngine(host.get_host().Engine):
             else:
                 opt.step()
         if self.scaler is not None:
+            scale = self.scaler.get_scale()
             self.scaler.update()
+            self.divergence.after_scaler_update(scale, self.scaler.get_scale(), *where)
+        self.divergence.check_weights(self._models, *where)
         self.step_iteration_schedulers()
 
     def step_iteration_schedulers(self) -> None:
@@ -237,6 +258,8 @@ class ReidEngine(host.get_host().Engine):
     def run(self, save_dir: str = "log", **kwargs: Any) -> None:  # noqa: D102
         self.save_dir = save_dir
         super().run(save_dir=save_dir, **kwargs)
+        if self.scaler is not None:
+            print(self.divergence.summary())
 
     def train(self, print_freq: int = 10, fixbase_epoch: int = 0, open_layers: Any = None
               ) -> None:
@@ -246,8 +269,8 @@ class ReidEngine(host.get_host().Engine):
             sampler.set_epoch(self.epoch)
         super().train(print_freq=print_freq, fixbase_epoch=fixbase_epoch, open_layers=open_layers)
         self._rng_after_epoch = capture_rng_state()
-        if self.checkpoint_freq > 0 and (self.epoch + 1) % self.checkpoint_freq == 0 \
-                and (self.epoch + 1) != self.max_epoch:
+        last = (self.epoch + 1) == self.max_epoch  # saved before the final evaluation too
+        if last or (self.checkpoint_freq > 0 and (self.epoch + 1) % self.checkpoint_freq == 0):
             self.save_model(self.epoch, 0.0, self.save_dir)
 
     # --- checkpoints ---------------------------------------------------------------------
@@ -259,6 +282,7 @@ class ReidEngine(host.get_host().Engine):
             "epoch": epoch + 1,
             "rank1": float(rank1),
             "optimizer": optim.state_dict() if optim is not None else None,
+            "optimizer_class": type(optim).__name__ if optim is not None else None,
             "scheduler": sched.state_dict() if sched is not None else None,
             "loss_terms": {t.key: {"module": t.module.state_dict(),
                                    "optimizer": t.optimizer.state_dict() if t.optimizer else None}
@@ -274,7 +298,12 @@ class ReidEngine(host.get_host().Engine):
 
     def save_model(self, epoch: int, rank1: float, save_dir: str, is_best: bool = False) -> None:
         """Atomic checkpoint per model: ``<save_dir>/<name>/model.pth.tar-<epoch>``."""
+        if not is_main():  # under torchrun only rank 0 writes
+            return
         for name in self.get_model_names():
+            if not all_finite(self._models[name].state_dict().values()):
+                raise DivergenceError(f"model '{name}' holds non-finite weights at epoch "
+                                      f"{epoch + 1}; not overwriting the last good checkpoint")
             path = Path(save_dir) / name / f"model.pth.tar-{epoch + 1}"
             save_atomic(self.checkpoint_state(name, epoch, rank1), path)
             print(f'Checkpoint saved to "{path}"')
@@ -287,11 +316,23 @@ class ReidEngine(host.get_host().Engine):
     def resume(self, path: str | Path, name: str = "model") -> int:
         """Restore model, optimizer, scheduler, loss terms and RNG; return the next epoch."""
         state = load_checkpoint(path, map_location=self.device)
+        if is_bare_state_dict(state):
+            load_matching_weights(self._models[name], path, strict=True)
+            print(f'Notice: "{path}" is a bare state dict (weights only): optimizer, scheduler '
+                  f"and RNG start fresh at epoch 0")
+            return 0
         self._models[name].load_state_dict(state["state_dict"])
-        if state.get("optimizer") is not None and self._optims[name] is not None:
-            self._optims[name].load_state_dict(state["optimizer"])
-        if state.get("scheduler") is not None and self._scheds[name] is not None:
-            self._scheds[name].load_state_dict(state["scheduler"])
+        optim, sched = self._optims[name], self._scheds[name]
+        if state.get("optimizer") is not None and optim is not None:
+            check_optimizer_matches(state["optimizer"], state.get("optimizer_class"), optim, path)
+            optim.load_state_dict(state["optimizer"])
+        if state.get("scheduler") is not None and sched is not None:
+            sched.load_state_dict(state["scheduler"])
+        if optim is not None and self.config is not None:
+            notice = apply_lr_override(checkpoint_config_value(state, "train.lr"),
+                                       float(self.config.train.lr), optim, sched)
+            if notice:
+                print(notice)
         saved_terms = state.get("loss_terms") or {}
         for term in self.terms_of(name):
             if term.key not in saved_terms:
@@ -330,18 +371,18 @@ class ReidEngine(host.get_host().Engine):
         """Every embedding model's features of a whole loader (each batch loaded once), with
         a progress bar, plus the pids and camids."""
         models = self.embedding_models()
-        feats: dict[str, list[torch.Tensor]] = {name: [] for name, _ in models}
-        pids, camids = [], []
-        for data in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
+        batches = []  # under torchrun: this rank's share of the batches, gathered to rank 0
+        for data in tqdm(shard_loader(loader), desc=desc, leave=False, dynamic_ncols=True):
             imgs, batch_pids, batch_camids = self.parse_data_for_eval(data)
             imgs = imgs.to(self.device)
-            for name, model in models:
-                out = self.extract_features(imgs, model, **self.aux_inputs(data, model))
-                feats[name].append(out.cpu())
-            pids.append(np.asarray(batch_pids))
-            camids.append(np.asarray(batch_camids))
-        return ({name: torch.cat(f) for name, f in feats.items()}, np.concatenate(pids),
-                np.concatenate(camids))
+            feats = {name: self.extract_features(imgs, model, **self.aux_inputs(data, model)
+                                                 ).cpu() for name, model in models}
+            batches.append((feats, np.asarray(batch_pids), np.asarray(batch_camids)))
+        batches = gather_batches(batches)
+        if not batches:  # ranks other than 0
+            return {}, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return ({name: torch.cat([b[0][name] for b in batches]) for name, _ in models},
+                np.concatenate([b[1] for b in batches]), np.concatenate([b[2] for b in batches]))
 
     @torch.no_grad()
     def _evaluate(self, dataset_name: str = "", query_loader: Any = None,
@@ -354,6 +395,8 @@ class ReidEngine(host.get_host().Engine):
         and, with several sets, also to ``last_results[f"{dataset_name}/{name}"]``."""
         qfs, q_pids, q_camids = self.extract_loader(query_loader, f"{dataset_name} query")
         gfs, g_pids, g_camids = self.extract_loader(gallery_loader, f"{dataset_name} gallery")
+        if not is_main():  # rank 0 ranks the gathered features
+            return 0.0, 0.0
         if normalize_feature:
             qfs = {k: F.normalize(v, dim=1) for k, v in qfs.items()}
             gfs = {k: F.normalize(v, dim=1) for k, v in gfs.items()}
@@ -370,7 +413,7 @@ class ReidEngine(host.get_host().Engine):
                 self.last_results[f"{dataset_name}/{name}"] = result
         self.last_results[dataset_name] = result
         if visrank:
-            host.utils.visualize_ranked_results(
+            visualize_ranked_results(
                 distmat, self.datamanager.fetch_test_loaders(dataset_name),
                 self.datamanager.data_type, width=self.datamanager.width,
                 height=self.datamanager.height,

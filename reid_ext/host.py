@@ -14,6 +14,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+from reid_ext.images import read_rgb_image
 from reid_ext.registry import (
     DATASETS,
     MODELS,
@@ -174,6 +175,15 @@ class Host:
             if hasattr(mod, "build_train_sampler"):
                 mod.build_train_sampler = build_train_sampler
 
+    def install_image_reader(self, reader: Callable[[str], Any]) -> None:
+        """Make the host's datasets read images with ``reader``.
+
+        torchreid's ``read_image`` loops forever on a file it cannot decode; its datasets
+        call the name imported into ``data.datasets.dataset``, which is replaced here (the
+        original stays in ``utils.tools``). Installing twice is harmless.
+        """
+        self.module("data.datasets.dataset").read_image = reader
+
     def original_build_train_sampler(self) -> Callable[..., Any]:
         fn = self.module("data.sampler").build_train_sampler
         return getattr(fn, _SAMPLER_HOOK_FLAG, fn)
@@ -224,6 +234,7 @@ def register_into_host(samplers: Registry = SAMPLERS) -> None:
     MODELS.subscribe(host.register_model)
     DATASETS.subscribe(host.register_dataset)
     host.install_sampler_hook(samplers)
+    host.install_image_reader(read_rgb_image)
 
 
 def __getattr__(name: str) -> Any:

@@ -11,7 +11,14 @@ from reid_ext.checkpoint import load_matching_weights
 from reid_ext.config import host_loss_mode, loss_terms_from_config
 from reid_ext.data.auxmaps import AUX_KEYS, attach_aux_maps
 from reid_ext.data.options import clear_dataset_options, set_dataset_options
+from reid_ext.distributed import (
+    check_distributed_config,
+    init_distributed,
+    main_first,
+    wrap_ddp,
+)
 from reid_ext.engine import ReidEngine
+from reid_ext.images import BAD_IMAGES, skip_bad_images_in
 from reid_ext.models.factory import build_model, model_aux_inputs
 from reid_ext.preflight import check_data_ready
 from reid_ext.schedulers import build_lr_scheduler
@@ -107,9 +114,15 @@ def build_datamanager(cfg: CfgNode) -> Any:
 
 
 def attach_aux(cfg: CfgNode, datamanager: Any, keys: tuple[str, ...]) -> None:
-    """Swap the data manager's loaders for aux-map loaders when any aux key is needed."""
-    if not keys:
-        return
+    """Swap the data manager's loaders for aux-map loaders when any aux key is needed; with
+    ``data.skip_bad_images`` wrap every loader so unreadable images are skipped and counted."""
+    if keys:
+        _attach_aux_maps(cfg, datamanager, keys)
+    if cfg.data.skip_bad_images:
+        skip_bad_images_in(datamanager)
+
+
+def _attach_aux_maps(cfg: CfgNode, datamanager: Any, keys: tuple[str, ...]) -> None:
     attach_aux_maps(
         datamanager, keys,
         mask_dir=None if cfg.aux.mask in ("", "auto") else cfg.aux.mask,
@@ -128,7 +141,7 @@ def _build_one(cfg: CfgNode, name: str, num_classes: int, terms: list[dict[str, 
     model = build_model(name, num_classes=num_classes, loss=host_loss_mode(terms),
                         pretrained=cfg.model.pretrained, **dict(cfg.model.kwargs))
     if cfg.model.load_weights:
-        load_matching_weights(model, cfg.model.load_weights)
+        load_matching_weights(model, cfg.model.load_weights, model_name=name)
     return model.cuda() if torch.cuda.is_available() else model
 
 
@@ -182,10 +195,19 @@ def resume(engine: ReidEngine, path: str) -> int:
 
 def run(cfg: CfgNode) -> ReidEngine:
     """Build, optionally resume, then train and/or evaluate as the config says."""
+    BAD_IMAGES.clear()
     check_data_ready(cfg)  # missing dataset/aux cache: stop now, saying where and what to run
-    engine = build_engine(cfg)
+    init_distributed()
+    check_distributed_config(cfg)
+    with main_first():  # rank 0 generates/caches data first
+        engine = build_engine(cfg)
+    wrap_ddp(engine)
     kwargs = engine_run_kwargs(cfg)
     if cfg.model.resume:
         kwargs["start_epoch"] = resume(engine, cfg.model.resume)
-    engine.run(**kwargs)
+    try:
+        engine.run(**kwargs)
+    finally:
+        if cfg.data.skip_bad_images:
+            print(BAD_IMAGES.summary())
     return engine

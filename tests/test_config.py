@@ -30,7 +30,8 @@ def test_unknown_section_and_override(tmp_path):
 
 def test_open_sections_take_any_key(tmp_path):
     path = write(tmp_path, "model:\n  kwargs:\n    num_slices: 4\n"
-                           "data:\n  options:\n    synthetic_person:\n      num_train_ids: 8\n")
+                           "data:\n  sources: [synthetic_person]\n  targets: [synthetic_person]\n"
+                           "  options:\n    synthetic_person:\n      num_train_ids: 8\n")
     cfg = load_config(path, ["model.kwargs.dropout", "0.5"])
     assert cfg.model.kwargs.num_slices == 4 and cfg.model.kwargs.dropout == 0.5
     assert cfg.data.options.synthetic_person.num_train_ids == 8
@@ -70,7 +71,8 @@ def test_dataset_options_do_not_leak_between_configs():
     from reid_ext.runner import apply_dataset_options
 
     set_dataset_options("col780", data_dir="/elsewhere")
-    apply_dataset_options(load_config(None, ["data.options.synthetic_person.num_train_ids", "8"]))
+    apply_dataset_options(load_config(None, ["data.sources", "['synthetic_person']",
+                                             "data.options.synthetic_person.num_train_ids", "8"]))
     assert get_dataset_options("synthetic_person") == {"num_train_ids": 8}
     assert get_dataset_options("col780") == {}
     apply_dataset_options(load_config(None))

@@ -9,8 +9,9 @@ import argparse
 import sys
 
 import reid_ext  # noqa: F401  (registers models, datasets, samplers, losses)
-from reid_ext.checkpoint import load_checkpoint
+from reid_ext.checkpoint import WeightsMismatchError, load_matching_weights
 from reid_ext.config import ConfigError, load_config
+from reid_ext.images import UnreadableImageError
 from reid_ext.runner import build_engine, engine_run_kwargs
 
 
@@ -27,10 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    engine = build_engine(cfg)
-    state = load_checkpoint(args.weights)
-    engine.model.load_state_dict(state.get("state_dict", state))
-    engine.run(**engine_run_kwargs(cfg))
+    try:
+        engine = build_engine(cfg)
+        load_matching_weights(engine.model, args.weights, model_name=cfg.model.name)
+        engine.run(**engine_run_kwargs(cfg))
+    except (WeightsMismatchError, FileNotFoundError, UnreadableImageError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

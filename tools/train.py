@@ -5,16 +5,24 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import time
 from pathlib import Path
 
 import reid_ext  # noqa: F401  (registers models, datasets, samplers, losses)
+from reid_ext.checkpoint import WeightsMismatchError
 from reid_ext.collapse import CollapseError
 from reid_ext.config import ConfigError, load_config
+from reid_ext.distributed import init_distributed, is_main
+from reid_ext.divergence import DivergenceError
+from reid_ext.images import UnreadableImageError
 from reid_ext.logfile import tee_stdout
 from reid_ext.preflight import PreflightError, check_data_ready
 from reid_ext.runner import run
+
+RUN_ERRORS = (DivergenceError, UnreadableImageError, WeightsMismatchError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if not args.config_file:
+        print("error: a config file is needed, e.g. python tools/train.py --config-file "
+              "configs/quickstart.yaml [KEY VALUE ...] (the built-in defaults name "
+              "market1501, which is not downloaded automatically)", file=sys.stderr)
+        return 2
     log_name = "test.log" if cfg.test.evaluate else "train.log"
     log_name += time.strftime("-%Y-%m-%d-%H-%M-%S")
     try:
@@ -35,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     except PreflightError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    with tee_stdout(Path(cfg.data.save_dir) / log_name):
+    init_distributed()  # under torchrun: only rank 0 prints and writes the log
+    log = (tee_stdout(Path(cfg.data.save_dir) / log_name) if is_main()
+           else contextlib.redirect_stdout(open(os.devnull, "w")))  # noqa: SIM115
+    with log:
         print(f"Show configuration\n{cfg}\n")
         try:
             run(cfg)
@@ -45,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
             last = f"last good checkpoint: {saved[-1]}" if saved else "no checkpoint was saved"
             print(f"stopped: {err}\n{last}", file=sys.stderr)
             return 3
+        except RUN_ERRORS as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
     return 0
 
 

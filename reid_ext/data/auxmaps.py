@@ -22,13 +22,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from reid_ext.data.parts import get_part_scheme, keypoints_to_parts
 from reid_ext.data.tiger_maps import get_structure, keypoints_to_class_map
 from reid_ext.data.transforms import ImageOnly, JointTransform, build_joint_transforms
+from reid_ext.images import UnreadableImageError, read_rgb_image
 from reid_ext.preprocess.cache import (
     CacheError,
     KeypointCache,
@@ -42,32 +42,16 @@ logger = logging.getLogger(__name__)
 
 AUX_KEYS = ("mask", "keypoints", "parts", "seg")
 ON_MISSING = ("fallback", "error")
+__all__ = ["AUX_KEYS", "AuxMapDataset", "MissingAuxMapError", "UnreadableImageError",
+           "attach_aux_maps", "read_rgb_image"]
 FALLBACK_TEXT = {
     "mask": "all-ones mask",
     "keypoints": "zero keypoints with score 0",
 }
 
 
-class UnreadableImageError(OSError):
-    """An image file that exists but cannot be decoded."""
-
-
 class MissingAuxMapError(LookupError):
     """An image without a map in its cache while ``on_missing="error"``."""
-
-
-def read_rgb_image(path: str) -> Image.Image:
-    """Open ``path`` as an RGB PIL image; errors name the file.
-
-    torchreid's ``read_image`` retries forever on a corrupt file, so it is not used here.
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"image '{path}' does not exist")
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (OSError, ValueError) as err:
-        raise UnreadableImageError(f"cannot read image '{path}': {err}") from err
 
 
 class AuxMapDataset(Dataset):

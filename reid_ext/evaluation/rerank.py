@@ -39,12 +39,20 @@ from reid_ext.evaluation.neighbors import (
     as_numpy,
     as_tensor,
     check_metric,
+    faiss_available,
     rows_per_chunk,
 )
 
 # Triples per Jaccard chunk: small enough that the scatter target and temporaries stay in
 # cache (measured ~2x faster than 8M-triple chunks), large enough to amortise numpy calls.
 TRIPLES_PER_CHUNK = 1 << 20
+# Approximate neighbours (``approximate=True``): IVF lists, lists probed, points sampled for
+# each row's maximum distance.
+APPROX_NLIST = 1024
+APPROX_NPROBE = 32
+APPROX_MAX_SAMPLE = 8192
+# Rows/columns of one symmetric distance tile (4096^2 float32 = 64 MiB per tile).
+SYMMETRIC_TILE = 4096
 
 
 def k_reciprocal_rerank(
@@ -75,8 +83,14 @@ def k_reciprocal_rerank_features(
     *,
     metric: str = "euclidean",
     chunk_size: int | None = None,
+    approximate: bool = False,
 ) -> np.ndarray:
     """Re-ranked distances from query/gallery features, never forming the N x N matrix.
+
+    ``approximate=True`` (needs faiss) trades exactness for speed at large galleries: the
+    neighbour lists come from an inverted-file index (:data:`APPROX_NLIST` lists,
+    :data:`APPROX_NPROBE` probed) and each row's maximum distance (the host's normalisation)
+    from :data:`APPROX_MAX_SAMPLE` sampled points; docs/benchmarks.md gives its measured loss.
 
     Equals ``k_reciprocal_rerank(D_qg, D_qq, D_gg)`` with ``D_xy = pairwise_distance_squared(x, y,
     metric)`` (up to float rounding of the distances). Neighbours come from one chunked pass
@@ -85,6 +99,8 @@ def k_reciprocal_rerank_features(
     """
     check_metric(metric)
     source = _FeatureDistances(qf, gf, metric)
+    if approximate:
+        source.approximate = True
     return _rerank(source, k1, k2, lambda_value, chunk_size)
 
 
@@ -171,6 +187,7 @@ class _FeatureDistances:
         self.to_all = DistanceTo(self.features, metric)
         self.block_budget = (PRODUCT_BLOCK_ELEMENTS, PRODUCT_MIN_ROWS)
         self.num_query, self.num_all = qt.shape[0], self.features.shape[0]
+        self.approximate = False
 
     def rows(self, start: int, stop: int) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor]]:
         block = self.to_all(self.features[start:stop]).abs_()
@@ -241,9 +258,13 @@ def _reciprocal_weights(source, k1: int, k2: int, chunk_size: int | None
     """``(V as csr, M's query-gallery block)`` for ``source``."""
     n = source.num_all
     half = int(np.around(k1 / 2.0)) + 1  # the host's expression, round-half-even included
-    neighbours, row_max, original_qg = _host_neighbour_lists(
-        source, (k1 + 1, half, k2), chunk_size
-    )
+    if not isinstance(source, _FeatureDistances):
+        lists = _host_neighbour_lists
+    elif source.approximate:
+        lists = _approximate_neighbour_lists
+    else:
+        lists = _symmetric_neighbour_lists
+    neighbours, row_max, original_qg = lists(source, (k1 + 1, half, k2), chunk_size)
     forward = _membership(neighbours, k1 + 1, n)
     reciprocal = forward.multiply(forward.T).tocsr()
     half_forward = _membership(neighbours, half, n)
@@ -295,6 +316,162 @@ def _host_neighbour_lists(source, boundaries, chunk_size):
                     target.copy_(_square32(dist[: end - start, q:]))
                 target.div_(peak[: end - start].unsqueeze(1))
     return neighbours, row_max, original_qg
+
+
+def _symmetric_neighbour_lists(source: _FeatureDistances, boundaries, chunk_size):
+    """:func:`_host_neighbour_lists` for features, computing each distance block once.
+
+    ``D`` is symmetric, so tile (a, b) with a < b serves rows a (its rows) and rows b (its
+    columns): half the matrix products of the row-by-row pass, which dominate at 100k. The
+    diagonal tiles come first and give every row a sorted top list; an off-diagonal tile then
+    only contributes its entries below a row's current last kept value (a comparison and a
+    ``nonzero`` instead of a ``topk`` over the tile and a transpose). Each row also keeps a
+    running maximum of ``|D|``. Rows whose final list has a tie at a set boundary are
+    recomputed whole and ordered by ``np.argsort``, as in the row pass.
+    """
+    n, q = source.num_all, source.num_query
+    width = min(max(boundaries), n)
+    checked = [b for b in set(boundaries) if b < n]
+    take = min(width + 1, n)
+    tile = int(chunk_size) if chunk_size else SYMMETRIC_TILE
+    best_vals = torch.full((n, take), float("inf"))
+    best_idx = torch.zeros((n, take), dtype=torch.int64)
+    abs_max = torch.zeros(n)
+    feats = source.features
+    spans = [(a, min(a + tile, n)) for a in range(0, n, tile)]
+    for a0, a1 in spans:
+        block = DistanceTo(feats[a0:a1], source.metric)(feats[a0:a1]).abs_()
+        _merge_top(best_vals, best_idx, block, a0, a0, take)
+        abs_max[a0:a1] = block.amax(1)
+    for i, (a0, a1) in enumerate(spans):
+        to_rows = DistanceTo(feats[a0:a1], source.metric)
+        for b0, b1 in spans[i + 1:]:
+            block = to_rows(feats[b0:b1]).abs_()  # [b rows, a rows] = D[b, a]
+            torch.maximum(abs_max[b0:b1], block.amax(1), out=abs_max[b0:b1])
+            torch.maximum(abs_max[a0:a1], block.amax(0), out=abs_max[a0:a1])
+            _merge_below(best_vals, best_idx, block, b0, a0, take, transposed=False)
+            _merge_below(best_vals, best_idx, block, a0, b0, take, transposed=True)
+            del block
+    peak = _square32(abs_max)
+    scaled = _square32(best_vals) / peak.unsqueeze(1)
+    tied = torch.zeros(n, dtype=torch.bool)
+    for b in checked:
+        tied |= scaled[:, b - 1] == scaled[:, b]
+    neighbours = best_idx[:, :width].numpy().copy()
+    for r in torch.nonzero(tied).flatten().tolist():
+        row = (_square32(source.to_all(feats[r : r + 1]).abs_()[0]) / peak[r]).numpy()
+        neighbours[r] = np.argsort(row)[:width]  # the host's own ordering of this row
+    original_qg = np.empty((q, n - q), np.float32)
+    step = rows_per_chunk(n, None, *source.block_budget)
+    to_gallery = DistanceTo(feats[q:], source.metric)
+    for start in range(0, q, step):
+        stop = min(start + step, q)
+        target = torch.from_numpy(original_qg[start:stop])
+        torch.square(to_gallery(feats[start:stop]), out=target)
+        target.div_(peak[start:stop].unsqueeze(1))
+    return neighbours, peak.numpy(), original_qg
+
+
+def _merge_below(best_vals: torch.Tensor, best_idx: torch.Tensor, block: torch.Tensor,
+                 row0: int, col0: int, take: int, transposed: bool) -> None:
+    """Fold the entries of ``block`` (or of its transpose) that are below their row's last
+    kept value into the running top lists; rows ``row0:``, columns ``col0:``.
+
+    Entries equal to the last kept value are not needed: the list already holds ``take``
+    values <= it, and which of several equal values is kept only matters at a tie, which the
+    caller resolves with the host's argsort.
+    """
+    num_rows = block.shape[1] if transposed else block.shape[0]
+    last = best_vals[row0 : row0 + num_rows, -1]
+    mask = block < (last.unsqueeze(0) if transposed else last.unsqueeze(1))
+    hits = torch.nonzero(mask)
+    if hits.numel() == 0:
+        return
+    if transposed:
+        rows, cols = hits[:, 1], hits[:, 0]
+        values = block[cols, rows]
+    else:
+        rows, cols = hits[:, 0], hits[:, 1]
+        values = block[rows, cols]
+    # pack each touched row's candidates into a padded [R, width] matrix, then one topk
+    order = torch.argsort(rows, stable=True)
+    rows, cols, values = rows[order], cols[order], values[order]
+    touched, counts = torch.unique_consecutive(rows, return_counts=True)
+    first = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(len(rows)) - torch.repeat_interleave(first, counts)
+    slot_row = torch.repeat_interleave(torch.arange(len(touched)), counts)
+    extra = int(counts.max())
+    pad_vals = torch.full((len(touched), extra), float("inf"))
+    pad_idx = torch.zeros((len(touched), extra), dtype=torch.int64)
+    pad_vals[slot_row, slot] = values
+    pad_idx[slot_row, slot] = cols + col0
+    target = touched + row0
+    merged_vals = torch.cat([best_vals[target], pad_vals], 1)
+    merged_idx = torch.cat([best_idx[target], pad_idx], 1)
+    merged_vals, pick = torch.topk(merged_vals, take, 1, largest=False, sorted=True)
+    best_vals[target] = merged_vals
+    best_idx[target] = torch.gather(merged_idx, 1, pick)
+
+
+def _approximate_neighbour_lists(source: _FeatureDistances, boundaries, chunk_size):
+    """Approximate :func:`_symmetric_neighbour_lists`: faiss IVF neighbours, sampled maxima."""
+    if not faiss_available():
+        raise ImportError("approximate re-ranking needs faiss-cpu: pip install 'reid-ext[faiss]'")
+    import faiss
+
+    n, q = source.num_all, source.num_query
+    width = min(max(boundaries), n)
+    feats = source.features
+    data = feats.numpy()
+    if source.metric == "cosine":  # |a - b|^2 = 2 - 2 cos on unit vectors: same order
+        data = torch.nn.functional.normalize(feats, dim=1).numpy()
+    data = np.ascontiguousarray(data, dtype=np.float32)
+    nlist = max(1, min(APPROX_NLIST, n // 39))  # faiss wants >= 39 training points per list
+    quantizer = faiss.IndexFlatL2(data.shape[1])
+    index = faiss.IndexIVFFlat(quantizer, data.shape[1], nlist)
+    index.cp.seed = 1234
+    index.train(data)
+    index.add(data)
+    index.nprobe = min(APPROX_NPROBE, nlist)
+    _, found = index.search(data, width)
+    missing = found < 0  # too few points in the probed lists: fill from an exact row
+    for r in np.flatnonzero(missing.any(1)).tolist():
+        row = source.to_all(feats[r : r + 1]).abs_()[0]
+        found[r] = torch.topk(row, width, largest=False, sorted=True).indices.numpy()
+    rng = np.random.default_rng(0)
+    sample = rng.choice(n, size=min(APPROX_MAX_SAMPLE, n), replace=False)
+    to_sample = DistanceTo(feats[torch.from_numpy(np.sort(sample))], source.metric)
+    abs_max = torch.empty(n)
+    step = rows_per_chunk(len(sample), None, *source.block_budget)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        abs_max[start:stop] = to_sample(feats[start:stop]).abs_().amax(1)
+    peak = _square32(abs_max)
+    original_qg = np.empty((q, n - q), np.float32)
+    to_gallery = DistanceTo(feats[q:], source.metric)
+    step = rows_per_chunk(n, None, *source.block_budget)
+    for start in range(0, q, step):
+        stop = min(start + step, q)
+        block = to_gallery(feats[start:stop])
+        torch.maximum(peak[start:stop], _square32(block.abs().amax(1)), out=peak[start:stop])
+        target = torch.from_numpy(original_qg[start:stop])
+        torch.square(block, out=target)
+        target.div_(peak[start:stop].unsqueeze(1))
+    return found.astype(np.int64), peak.numpy(), original_qg
+
+
+def _merge_top(best_vals: torch.Tensor, best_idx: torch.Tensor, block: torch.Tensor,
+               row0: int, col0: int, take: int) -> None:
+    """Fold ``block``'s (rows ``row0:``, columns ``col0:``) smallest values into the running
+    sorted top lists of those rows."""
+    rows = slice(row0, row0 + block.shape[0])
+    k = min(take, block.shape[1])
+    values, index = torch.topk(block, k, 1, largest=False, sorted=True)
+    values = torch.cat([best_vals[rows], values], 1)
+    index = torch.cat([best_idx[rows], index + col0], 1)
+    values, order = torch.topk(values, take, 1, largest=False, sorted=True)
+    best_vals[rows] = values
+    best_idx[rows] = torch.gather(index, 1, order)
 
 
 def _prefetched(items: list, build: Callable[[Any], Any]) -> Iterator[Any]:
