@@ -137,3 +137,10 @@ def test_training_outputs_and_embedding():
         necks = [head(f)[0] for head, f in zip(model.heads, model.branch_features(image, kp))]
     torch.testing.assert_close(embedding, torch.cat(necks, 1))
     assert embedding.shape == (2, 4 * 512)
+
+
+def test_bad_inputs_fail_clearly():
+    with pytest.raises(ValueError, match=r"COCO-17 keypoints \[..., 17, 3\], got \(2, 15, 3\)"):
+        coco_to_glad_points(torch.zeros(2, 15, 3))
+    with pytest.raises(ValueError, match="overlap must be in"):
+        build_model("glad_r18", num_classes=3, pretrained=False, overlap=0.7)

@@ -1,6 +1,7 @@
 """SpindleNet: keypoint boxes, fallbacks, flips, the fusion tree and branch dependence."""
 from __future__ import annotations
 
+import pytest
 import torch
 from test_glad import flip, person
 
@@ -119,3 +120,11 @@ def test_training_outputs_and_gradients():
     (out["logits"].sum() + out["feats"].sum()).backward()
     assert model.fusion.upper.linear.weight.grad.abs().sum() > 0
     assert model.trunk.layer2[0].conv1.weight.grad.abs().sum() > 0
+
+
+def test_bad_stages_fail_clearly():
+    with pytest.raises(ValueError, match="macro_stage before micro_stage before layer4"):
+        build_model("spindle_r18", num_classes=3, pretrained=False, macro_stage="layer3",
+                    micro_stage="layer2")
+    with pytest.raises(ValueError, match=r"keypoints must be \[..., 17, 3\]"):
+        keypoints_to_boxes(torch.zeros(1, 5, 3), H, W, "coco17", "coco_spindle")
