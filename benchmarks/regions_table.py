@@ -63,6 +63,8 @@ def train_once(model: str, seed: int, args: argparse.Namespace) -> list[dict[str
                  "data.options.synthetic_person.num_test_ids", str(args.train_ids)]
     if model == "resnet18_bnneck":
         opts += ["loss.terms", BASE_TERMS]
+    if args.keypoints and CONFIGS[model] != "aligned":
+        opts += ["aux.keypoints", args.keypoints]
     cfg = load_config(config, opts)
     start = time.perf_counter()
     engine = build_engine(cfg)
@@ -144,6 +146,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--dataset", choices=("synthetic", "col780"), default="synthetic")
     parser.add_argument("--root", default="reid-data", help="synthetic data root")
+    parser.add_argument("--keypoints", default="",
+                        help="keypoint cache dir overriding the config's aux.keypoints (col780)")
     parser.add_argument("--train-ids", type=int, default=16,
                         help="synthetic identities for training (and as many for testing)")
     parser.add_argument("--height", type=int, default=64, help="training input height")
