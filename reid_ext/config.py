@@ -139,6 +139,10 @@ def get_default_config() -> CN:
     cfg.test.rerank = False
     cfg.test.visrank = False
     cfg.test.visrank_topk = 10
+    # reid_ext: AlignedReID ranking by global + weight x DP local distance, for models with a
+    # local_features() method (reid_ext/models/aligned.py); others keep the global distance
+    cfg.test.local_distance = False
+    cfg.test.local_distance_weight = 1.0
 
     # reid_ext: deep mutual learning of several models (reid_ext.mutual_engine.MutualEngine)
     cfg.mutual = CN()

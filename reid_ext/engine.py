@@ -34,6 +34,7 @@ from reid_ext.checkpoint import (
 from reid_ext.collapse import detector_from_config, metric_features
 from reid_ext.distributed import gather_batches, is_main, shard_loader
 from reid_ext.divergence import EXPLODE_FACTOR, DivergenceError, DivergenceGuard, all_finite
+from reid_ext.evaluation.local_distance import global_local_distance
 from reid_ext.evaluation.report import rank_and_report
 from reid_ext.evaluation.visrank import visualize_ranked_results
 from reid_ext.losses.terms import PID_TARGET, LossTerm, build_loss_terms, check_targets
@@ -120,6 +121,11 @@ class ReidEngine(host.get_host().Engine):
         self._targets_checked = False
         self.divergence = DivergenceGuard(
             float(config.train.divergence_factor) if config is not None else EXPLODE_FACTOR)
+        # --- AlignedReID local distance (test.local_distance): its weight, 0.0 = off ---------
+        test_cfg = getattr(config, "test", None)
+        self.local_distance_weight = (
+            float(test_cfg.local_distance_weight)
+            if test_cfg is not None and test_cfg.get("local_distance", False) else 0.0)
 
     # --- training ------------------------------------------------------------------------
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -401,13 +407,19 @@ class ReidEngine(host.get_host().Engine):
             qfs = {k: F.normalize(v, dim=1) for k, v in qfs.items()}
             gfs = {k: F.normalize(v, dim=1) for k, v in gfs.items()}
         protocol = "cuhk03" if use_metric_cuhk03 else self.eval_protocol
+        local_q = self.extract_local(query_loader, f"{dataset_name} query local")
+        local_g = self.extract_local(gallery_loader, f"{dataset_name} gallery local")
         sets = self.feature_sets(qfs, gfs)
         for name, qf, gf in sets:
             print(f"=> {dataset_name}: {name} (query {tuple(qf.shape)}, gallery "
                   f"{tuple(gf.shape)})")
+            distmat = None
+            if name in local_q:
+                distmat = self.global_local_distmat(qf, gf, local_q[name], local_g[name],
+                                                    dist_metric, normalize_feature)
             result = rank_and_report(qf, gf, q_pids, g_pids, q_camids, g_camids,
                                      metric=dist_metric, ranks=ranks, rerank=rerank,
-                                     protocol=protocol)
+                                     protocol=protocol, distmat=distmat)
             distmat = result.pop("distmat")
             if len(sets) > 1:
                 self.last_results[f"{dataset_name}/{name}"] = result
@@ -420,6 +432,43 @@ class ReidEngine(host.get_host().Engine):
                 save_dir=str(Path(save_dir) / f"visrank_{dataset_name}"), topk=visrank_topk,
             )
         return result["rank1"], result["mAP"]
+
+    # --- AlignedReID local distance (test.local_distance; see reid_ext/models/aligned.py) -----
+    @torch.no_grad()
+    def extract_local(self, loader: Any, desc: str = "local features"
+                      ) -> dict[str, torch.Tensor]:
+        """Stripe features ``[N, m, c]`` of each embedding model that has ``local_features``.
+
+        Empty when ``test.local_distance`` is off. A second pass over ``loader`` (test loaders
+        are not shuffled, so rows line up with :meth:`extract_loader`'s).
+        """
+        models = [(name, getattr(model, "module", model))
+                  for name, model in self.embedding_models()]
+        models = [(name, model) for name, model in models if hasattr(model, "local_features")]
+        if not self.local_distance_weight or not models:
+            if self.local_distance_weight:
+                print("test.local_distance: no model has local_features(); global distance only")
+            return {}
+        feats: dict[str, list[torch.Tensor]] = {name: [] for name, _ in models}
+        for data in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
+            imgs = self.parse_data_for_eval(data)[0].to(self.device)
+            for name, model in models:
+                with self.autocast():
+                    feats[name].append(model.local_features(imgs).float().cpu())
+        return {name: torch.cat(f) for name, f in feats.items()}
+
+    def global_local_distmat(self, qf: torch.Tensor, gf: torch.Tensor, lq: torch.Tensor,
+                             lg: torch.Tensor, dist_metric: str, normalize_feature: bool
+                             ) -> np.ndarray:
+        """AlignedReID's test distance: global (euclidean, not squared, or cosine) + weight x
+        DP local distance; stripes are L2-normalised too when ``normalize_feature`` is set."""
+        if normalize_feature:
+            lq, lg = F.normalize(lq, dim=2), F.normalize(lg, dim=2)
+        metric = "cosine" if dist_metric == "cosine" else "l2"
+        print(f"   ranked by global ({metric}) + {self.local_distance_weight:g} x local (DP) "
+              f"distance")
+        return global_local_distance(qf, gf, lq, lg, weight=self.local_distance_weight,
+                                     metric=metric).numpy()
 
 
 def _per_model(value: Any, models: Mapping[str, nn.Module], what: str) -> dict[str, Any]:

@@ -149,3 +149,51 @@ def keypoints_to_parts(
     in_x = (cols >= x0[..., None]) & (cols <= x1[..., None])  # [..., P, W]
     in_y = (rows >= y0[..., None]) & (rows <= y1[..., None])  # [..., P, H]
     return (in_y[..., :, None] & in_x[..., None, :]).float()
+
+
+def keypoints_to_boxes(
+    keypoints: torch.Tensor,
+    height: int,
+    width: int,
+    keypoint_format: str,
+    scheme: str,
+    *,
+    threshold: float = 0.1,
+    margin: float = 0.1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Region boxes ``[..., P, 4]`` (x1, y1, x2, y2) and ``present [..., P]``, for RoI pooling.
+
+    The regions :func:`keypoints_to_parts` rasterises (confident keypoints' extent grown by
+    ``margin * min(H, W)``), in the continuous pixel coordinates ``roi_align(aligned=True)``
+    uses (pixel ``c`` spans ``[c, c + 1]``; keypoints give pixel centres, hence ``+ 0.5``),
+    clipped to ``[0, W] x [0, H]``. A horizontal flip of image and keypoints (``x' = W-1-x``,
+    left/right swapped) mirrors every box (``x1' = W - x2``) and swaps left/right regions. A region
+    without a confident keypoint is absent: its box is all zeros and ``present`` is False (the
+    caller picks the fallback). One broadcast over the batch, no loop.
+    """
+    parts = get_part_scheme(scheme)
+    if parts.keypoint_format != keypoint_format:
+        raise ValueError(
+            f"part scheme '{scheme}' is defined on '{parts.keypoint_format}' keypoints, "
+            f"got '{keypoint_format}'"
+        )
+    num_keypoints = get_keypoint_format(keypoint_format).num_keypoints
+    points = torch.as_tensor(keypoints).float()
+    if points.ndim < 2 or points.shape[-2:] != (num_keypoints, 3):
+        raise ValueError(
+            f"keypoints must be [..., {num_keypoints}, 3] for '{keypoint_format}', "
+            f"got {tuple(points.shape)}"
+        )
+    use = parts.membership().to(points.device) & (points[..., None, :, 2] > threshold)
+    x = points[..., None, :, 0].expand(use.shape) + 0.5
+    y = points[..., None, :, 1].expand(use.shape) + 0.5
+    inf = torch.tensor(float("inf"), device=points.device)
+    pad = margin * min(height, width)
+    boxes = torch.stack([
+        (torch.where(use, x, inf).amin(-1) - pad).clamp(0, width),
+        (torch.where(use, y, inf).amin(-1) - pad).clamp(0, height),
+        (torch.where(use, x, -inf).amax(-1) + pad).clamp(0, width),
+        (torch.where(use, y, -inf).amax(-1) + pad).clamp(0, height),
+    ], dim=-1)
+    present = use.any(-1)
+    return torch.where(present[..., None], boxes, torch.zeros_like(boxes)), present

@@ -15,14 +15,21 @@ from reid_ext.evaluation.rerank import k_reciprocal_rerank_features
 def rank_and_report(qf: torch.Tensor, gf: torch.Tensor, q_pids: np.ndarray, g_pids: np.ndarray,
                     q_camids: np.ndarray, g_camids: np.ndarray, metric: str = "euclidean",
                     ranks: Sequence[int] = (1, 5, 10, 20), rerank: bool = False,
-                    protocol: str = "market", max_rank: int = 50) -> dict[str, Any]:
+                    protocol: str = "market", max_rank: int = 50,
+                    distmat: np.ndarray | None = None) -> dict[str, Any]:
     """Rank query against gallery features with reid_ext's fast evaluation and print results.
 
     ``metric`` is torchreid's (``euclidean`` = squared euclidean, ``cosine``); re-ranking is
     k-reciprocal (k1=20, k2=6, lambda=0.3) from features, without an N x N matrix. Ranks beyond
     the gallery size are reported as unavailable instead of crashing as the host does.
+    A precomputed ``distmat`` [q, g] (e.g. AlignedReID's global + local distance) replaces
+    the feature distance; it cannot be combined with ``rerank``.
     """
-    if rerank:
+    if distmat is not None:
+        if rerank:
+            raise ValueError("rank_and_report: re-ranking works from features; it cannot use a "
+                             "precomputed distmat (turn off test.rerank or the local distance)")
+    elif rerank:
         print("Applying k-reciprocal re-ranking ...")
         distmat = k_reciprocal_rerank_features(qf, gf, metric=metric)
     else:

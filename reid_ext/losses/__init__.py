@@ -1,2 +1,2 @@
 """Loss terms; importing registers them in LOSSES."""
-from reid_ext.losses import center, cosine, host_losses, metric, segmentation  # noqa: F401
+from reid_ext.losses import aligned, center, cosine, host_losses, metric, segmentation  # noqa: F401
