@@ -344,6 +344,8 @@ def validate_run_values(cfg: CN) -> None:
             raise ConfigError(f"loss.terms[{i}] ({term['name']}) kwargs.margin must be >= 0, "
                               f"got {margin}")
     datasets = {*cfg.data.sources, *cfg.data.targets}
+    if cfg.uda.target:  # the domain-adaptation loop builds its target dataset too
+        datasets.add(cfg.uda.target)
     datasets |= {source for name in set(datasets) for source in _option_sources(name)}
     for name in cfg.data.options:
         if name not in datasets:
