@@ -144,8 +144,15 @@ class CollapseDetector:
         return at_margin and at_chance
 
     def update(self, feats: torch.Tensor, losses: Mapping[str, float]) -> bool:
-        """Feed one iteration; returns True while the batch looks collapsed."""
-        stats = batch_stats(feats.detach())
+        """Feed one iteration; returns True while the batch looks collapsed.
+
+        A batch with non-finite features is divergence, not collapse: it is left to the
+        divergence guard (reid_ext.divergence), which names the term and stops the run.
+        """
+        feats = feats.detach()
+        if not torch.isfinite(feats).all():
+            return False
+        stats = batch_stats(feats)
         collapsed = stats["rel_spread"] < self.min_rel_spread or self.loss_signature(losses)
         self.streak = self.streak + 1 if collapsed else 0
         self.last = {**stats, **{k: float(v) for k, v in losses.items()}}

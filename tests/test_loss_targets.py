@@ -73,11 +73,11 @@ def test_mask_target_trains_through_tools_train(tmp_path, capsys):
 
 def test_a_target_the_batch_lacks_fails_before_the_first_step(tmp_path):
     cfg = tiny_cfg(tmp_path, "model.name", TINY_NAME, "loss.terms",
-                   "[{'name': 'softmax'}, {'name': 'mask_bce', 'target': 'seg'}]")
+                   "[{'name': 'softmax'}, {'name': 'mask_bce', 'target': 'depth'}]")
     engine = build_engine(cfg)
     before = {k: v.clone() for k, v in engine.model.state_dict().items()}
     batch = next(iter(engine.train_loader))
-    with pytest.raises(KeyError, match=r"loss term 'mask_bce' compares with target 'seg'.*"
+    with pytest.raises(KeyError, match=r"loss term 'mask_bce' compares with target 'depth'.*"
                                        r"batch holds only \[.*'img'.*'pid'"):
         engine.forward_backward(batch)
     after = engine.model.state_dict()
