@@ -90,3 +90,23 @@ def _resolve_enum(model: str, name: str) -> Any:
             f"'{name}' is neither a weights file nor a weights name of {model}; known names: "
             f"{known}"
         ) from None
+
+
+COCO_PERSON = 1  # torchvision's COCO detection label of a person
+
+
+def detect_people(net: Any, images: list[Any], device: str, score_threshold: float
+                  ) -> list[dict[str, Any]]:
+    """Run a torchvision detector on HxWx3 uint8 crops; per crop, its outputs restricted to
+    person detections scoring at least ``score_threshold`` (tensors still on ``device``)."""
+    import torch
+
+    tensors = [torch.tensor(image).permute(2, 0, 1).float().div(255).to(device)
+               for image in images]
+    with torch.inference_mode():
+        outputs = net(tensors)
+    kept = []
+    for out in outputs:
+        keep = (out["labels"] == COCO_PERSON) & (out["scores"] >= score_threshold)
+        kept.append({key: value[keep] for key, value in out.items()})
+    return kept

@@ -15,10 +15,9 @@ import numpy as np
 
 from reid_ext.preprocess.base import KeypointSource
 from reid_ext.preprocess.instances import choose_box
-from reid_ext.preprocess.torchvision_models import build_detector
+from reid_ext.preprocess.torchvision_models import build_detector, detect_people
 from reid_ext.registry import KEYPOINT_SOURCES
 
-COCO_PERSON = 1
 MODELS = ("keypointrcnn_resnet50_fpn",)
 
 
@@ -49,22 +48,16 @@ class TorchvisionKeypointSource(KeypointSource):
                                   box_detections_per_img=self.detections_per_img)
 
     def predict(self, images: list[np.ndarray], relpaths: list[str] | None) -> list[np.ndarray]:
-        import torch
-
-        tensors = [torch.tensor(image).permute(2, 0, 1).float().div(255).to(self.device)
-                   for image in images]
-        with torch.inference_mode():
-            outputs = self.net(tensors)
+        outputs = detect_people(self.net, images, self.device, self.score_threshold)
         results = []
         for image, out in zip(images, outputs):
-            keep = (out["labels"] == COCO_PERSON) & (out["scores"] >= self.score_threshold)
-            boxes = out["boxes"][keep].cpu().numpy()
+            boxes = out["boxes"].cpu().numpy()
             best = choose_box(boxes, *image.shape[:2])
             points = np.zeros((self.num_keypoints, 3), np.float32)
             if best is not None:
-                xy = out["keypoints"][keep][best, :, :2].cpu().numpy() - 0.5
-                logits = out["keypoints_scores"][keep][best].cpu().numpy()
-                score = float(out["scores"][keep][best])
+                xy = out["keypoints"][best, :, :2].cpu().numpy() - 0.5
+                logits = out["keypoints_scores"][best].cpu().numpy()
+                score = float(out["scores"][best])
                 points[:, :2] = xy
                 points[:, 2] = score / (1.0 + np.exp(-logits))
             results.append(points)

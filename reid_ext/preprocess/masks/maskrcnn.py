@@ -12,10 +12,9 @@ import numpy as np
 
 from reid_ext.preprocess.base import MaskSource
 from reid_ext.preprocess.instances import choose_mask
-from reid_ext.preprocess.torchvision_models import build_detector
+from reid_ext.preprocess.torchvision_models import build_detector, detect_people
 from reid_ext.registry import MASK_SOURCES
 
-COCO_PERSON = 1
 MODELS = ("maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2")
 
 
@@ -50,16 +49,10 @@ class TorchvisionMaskSource(MaskSource):
                                   box_detections_per_img=self.detections_per_img)
 
     def predict(self, images: list[np.ndarray], relpaths: list[str] | None) -> list[np.ndarray]:
-        import torch
-
-        tensors = [torch.tensor(image).permute(2, 0, 1).float().div(255).to(self.device)
-                   for image in images]
-        with torch.inference_mode():
-            outputs = self.net(tensors)
+        outputs = detect_people(self.net, images, self.device, self.score_threshold)
         masks = []
         for image, out in zip(images, outputs):
-            keep = (out["labels"] == COCO_PERSON) & (out["scores"] >= self.score_threshold)
-            instances = out["masks"][keep][:, 0].cpu().numpy()
+            instances = out["masks"][:, 0].cpu().numpy()
             best = choose_mask(instances, self.threshold)
             masks.append(np.zeros(image.shape[:2], np.float32) if best is None
                          else instances[best])
