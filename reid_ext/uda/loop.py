@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from yacs.config import CfgNode
 
 from reid_ext import host
-from reid_ext.checkpoint import load_checkpoint, save_atomic
+from reid_ext.checkpoint import is_head_tensor, load_checkpoint, save_atomic
 from reid_ext.config import host_loss_mode, loss_terms_from_config
 from reid_ext.data.options import set_dataset_options
 from reid_ext.engine import ReidEngine
@@ -46,7 +46,6 @@ from reid_ext.uda.cluster import OUTLIER_MODES, cluster_dbscan, sparse_jaccard_d
 from reid_ext.uda.pseudo_dataset import PSEUDO_DATASET, write_pseudo_labels
 
 STATE_FILE = "uda_state.pth"
-CLASSIFIER_PREFIXES = ("classifier.",)  # re-initialised when the pseudo-identities change
 MARGIN_TOLERANCE = 0.02  # relative distance to the margin / ln C counted as "sitting at it"
 
 
@@ -182,9 +181,10 @@ def build_uda_model(cfg: CfgNode, num_classes: int, weights: str | Path | None =
         state = load_checkpoint(weights)
         state = state.get("state_dict", state)
         state = {k.removeprefix("module."): v for k, v in state.items()}
-        keep = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER_PREFIXES)}
+        # the classifier is re-initialised: the pseudo-identities change every step
+        keep = {k: v for k, v in state.items() if not is_head_tensor(k)}
         missing, unexpected = model.load_state_dict(keep, strict=False)
-        wrong = [k for k in missing if not k.startswith(CLASSIFIER_PREFIXES)]
+        wrong = [k for k in missing if not is_head_tensor(k)]
         if wrong or unexpected:
             raise ValueError(f"weights '{weights}' do not fit model '{cfg.model.name}': "
                              f"missing {wrong[:5]}, unexpected {unexpected[:5]}")
