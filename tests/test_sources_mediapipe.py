@@ -49,13 +49,10 @@ def test_landmarks_to_pixel_indices_and_off_crop_scores():
 
 @pytest.fixture(scope="module")
 def col780_crops():
-    import os
-    from pathlib import Path
+    from conftest import COL780_ROOT
 
-    COL780_ROOT = Path(os.environ.get(  # noqa: N806  (as in conftest.py)
-        "REID_EXT_COL780", Path(__file__).resolve().parents[2] / "shared" / "data" / "col780"))
     if not (COL780_ROOT / "data" / "train").is_dir():
-        pytest.skip(f"col780 data not found at {COL780_ROOT}")
+        pytest.skip(f"col780 data not found at {COL780_ROOT} (set REID_EXT_COL780 to its folder)")
     from reid_ext.preprocess.extract import read_image
 
     paths = sorted((COL780_ROOT / "data" / "train").glob("*/*.png"))[::97][:8]
