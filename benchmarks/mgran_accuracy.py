@@ -97,6 +97,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", help="run only these rows (names as printed)")
     parser.add_argument("--col780", action="store_true", help="also the COL780 comparison")
     parser.add_argument("--col780-epochs", type=int, default=10)
+    parser.add_argument("--col780-size", type=int, nargs=2, default=[128, 64], metavar=("H", "W"),
+                        help="input size of the COL780 runs (the config's: 128 64)")
     parser.add_argument("--out", help="also write the tables to this markdown file")
     args = parser.parse_args()
 
@@ -129,11 +131,15 @@ def main() -> None:
             emit(f"COL780 skipped: {err}")
         else:
             col = {k: [] for k in COL780_RUNS}
+            col_opts = ["data.height", str(args.col780_size[0]),
+                        "data.width", str(args.col780_size[1]),
+                        "train.stepsize", f"[{max(1, int(0.75 * args.col780_epochs))}]"]
             for seed in args.seeds:
                 for name, (model, kwargs) in COL780_RUNS.items():
                     col[name].append(train_once(configure(COL780, model, kwargs, seed,
-                                                          args.col780_epochs, [])))
-            emit(table(f"COL780 (MediaPipe maps), {args.col780_epochs} epochs, "
+                                                          args.col780_epochs, col_opts)))
+            emit(table(f"COL780 (MediaPipe maps), {args.col780_size[0]}x{args.col780_size[1]}, "
+                       f"{args.col780_epochs} epochs, "
                        f"seeds {args.seeds}", col, args.seeds))
 
 

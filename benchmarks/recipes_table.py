@@ -57,6 +57,7 @@ MODELS: dict[str, tuple[str, ...]] = {
     "resnet18": ("model.name", "resnet18"),
     "resnet18_bnneck": ("model.name", "resnet18_bnneck"),
     "bnneck(osnet_x0_25)": ("model.name", "bnneck", "model.kwargs.backbone", "osnet_x0_25"),
+    "bnneck(resnet18)": ("model.name", "bnneck", "model.kwargs.backbone", "resnet18"),
 }
 
 
@@ -126,10 +127,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, nargs=2, default=[128, 64], metavar=("H", "W"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default="", help="also write every run here")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the runs already in --json and run only the missing ones")
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     results: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    if args.resume:
+        if not args.json:
+            parser.error("--resume needs --json (the file holding the earlier runs)")
+        if Path(args.json).exists():
+            stored = json.loads(Path(args.json).read_text())
+            results = {tuple(k.split(" | ")): v for k, v in stored.items()}
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="recipes_table_") as tmp:
         epochs = dict(zip(args.sets, args.epochs * len(args.sets)
@@ -140,11 +149,17 @@ def main(argv: list[str] | None = None) -> int:
             if model not in MODELS or recipe not in RECIPES:
                 parser.error(f"unknown row {model}={recipe}; models {list(MODELS)}, recipes "
                              f"{list(RECIPES)}")
-        for data in args.sets:
-            for model, recipe in pairs:
-                for seed in args.seeds:
+        # seeds outermost: a run cut short still has every row at the first seeds
+        for seed in args.seeds:
+            for data in args.sets:
+                for model, recipe in pairs:
+                    done = [r for r in results.get((data, model, recipe), [])
+                            if r.get("seed") == seed]
+                    if done:
+                        continue
                     run = train_once(data, model, recipe, seed, epochs[data],
                                      tuple(args.size), str(Path(tmp) / "log"))
+                    run["seed"] = seed
                     results.setdefault((data, model, recipe), []).append(run)
                     print(f"[{data} {model} {recipe} seed {seed}] mAP {run['mAP']:.3f} "
                           f"R1 {run['R1']:.3f} collapsed {run['collapsed']} "

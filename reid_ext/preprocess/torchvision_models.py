@@ -110,3 +110,35 @@ def detect_people(net: Any, images: list[Any], device: str, score_threshold: flo
         keep = (out["labels"] == COCO_PERSON) & (out["scores"] >= score_threshold)
         kept.append({key: value[keep] for key, value in out.items()})
     return kept
+
+
+class TorchvisionDetection:
+    """What the torchvision R-CNN sources share: building the detector, running it on crops
+    (person detections only), and recording its settings in the cache manifest."""
+
+    torchvision_version: str  # set by build_detector
+
+    def init_detector(self, model: str, allowed: tuple[str, ...], weights: str | None,
+                      random_weights: bool, score_threshold: float, min_size: int,
+                      detections_per_img: int, device: str) -> None:
+        """Keep the settings and build the detector (``min_size``: the short side it resizes
+        to; ``detections_per_img``: the instances its heads process)."""
+        self.model_name = model
+        self.score_threshold = float(score_threshold)
+        self.min_size = int(min_size)
+        self.detections_per_img = int(detections_per_img)
+        self.device = device
+        self.net = build_detector(self, model, allowed, weights, random_weights, device,
+                                  min_size=self.min_size,
+                                  box_detections_per_img=self.detections_per_img)
+
+    def detect(self, images: list[Any]) -> list[dict[str, Any]]:
+        """Per crop, the detector's outputs for people scoring >= ``score_threshold``."""
+        return detect_people(self.net, images, self.device, self.score_threshold)
+
+    def library_version(self) -> str:
+        return f"torchvision {self.torchvision_version}"
+
+    def detector_options(self) -> dict[str, Any]:
+        return {"model": self.model_name, "score_threshold": self.score_threshold,
+                "min_size": self.min_size, "detections_per_img": self.detections_per_img}

@@ -1,5 +1,7 @@
 """Pictures of an aux-map cache: crops with their masks, skeletons or part regions overlaid,
-tiled into one PNG grid so that a person can judge a cache at a glance.
+tiled into one PNG grid so that a person can judge a cache at a glance. ``regions`` draws what
+MGRAN attends to: a row per crop with the global image (and skeleton), the binarised
+foreground and the three keypoint regions cut by it (``reid_ext.models.mgran``).
 
 Drawing is plain PIL/numpy. A crop missing from its cache gets a red frame (and is counted).
 """
@@ -129,6 +131,35 @@ def render_cell(
     return canvas
 
 
+MODES = ("masks", "keypoints", "parts", "regions")
+ATTENDED_DIM = 0.2  # brightness left outside a region in the regions mode's attended images
+
+
+def mgran_region_cells(image: np.ndarray, mask: np.ndarray | None, points: np.ndarray | None,
+                       scale: float, missing: bool) -> list[Image.Image]:
+    """One crop's MGRAN maps as cells: global (with skeleton), then the attended images of the
+    foreground and the three regions (pixels outside a map dimmed to ``ATTENDED_DIM``).
+
+    As the model does with ``aux.on_missing: fallback``: a missing mask is the whole image and
+    missing keypoints leave the keypoint regions empty (an all-dim cell).
+    """
+    import torch
+
+    from reid_ext.models.mgran import mgran_region_maps
+
+    height, width = image.shape[:2]
+    mask_t = torch.ones(1, 1, height, width) if mask is None else \
+        torch.as_tensor(mask, dtype=torch.float32)[None, None]
+    points_t = torch.zeros(1, 17, 3) if points is None else \
+        torch.as_tensor(points, dtype=torch.float32)[None]
+    maps = mgran_region_maps(mask_t, points_t, (height, width))[0].numpy()  # [5, H, W]
+    cells = [render_cell(image, scale, points=points, skeleton="coco17", missing=missing)]
+    for region in maps[1:]:
+        weight = region[..., None] + ATTENDED_DIM * (1 - region[..., None])
+        cells.append(render_cell((image * weight).astype(np.uint8), scale))
+    return cells
+
+
 def render_sheet(
     mode: str,
     root: str | os.PathLike,
@@ -140,22 +171,26 @@ def render_sheet(
     columns: int = 8,
     scale: float = 2.0,
 ) -> dict[str, int]:
-    """Draw ``impaths`` in ``mode`` (``masks``, ``keypoints`` or ``parts``) into ``out_png``.
+    """Draw ``impaths`` in ``mode`` (one of :data:`MODES`) into ``out_png``.
 
-    ``masks`` also draws skeletons when a ``keypoints_dir`` is given. Returns counts
+    ``masks`` also draws skeletons when a ``keypoints_dir`` is given; ``regions`` needs both
+    caches (COCO-17 keypoints) and draws five cells per crop, one crop per row. Returns counts
     ``{"images", "missing_mask", "missing_keypoints"}``.
     """
     from reid_ext.preprocess.cache import KeypointCache, MaskCache, image_relpath
     from reid_ext.preprocess.extract import read_image
 
-    if mode not in ("masks", "keypoints", "parts"):
-        raise ValueError(f"mode must be masks, keypoints or parts, got '{mode}'")
-    if mode == "masks" and mask_dir is None:
-        raise ValueError("mode 'masks' needs a mask cache (--mask-dir or the config's aux.mask)")
-    if mode in ("keypoints", "parts") and keypoints_dir is None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
+    if mode in ("masks", "regions") and mask_dir is None:
+        raise ValueError(f"mode '{mode}' needs a mask cache (--mask-dir or the config's aux.mask)")
+    if mode in ("keypoints", "parts", "regions") and keypoints_dir is None:
         raise ValueError(f"mode '{mode}' needs a keypoint cache (--keypoints-dir or aux.keypoints)")
     masks = MaskCache(mask_dir) if mask_dir is not None else None
     keypoints = KeypointCache(keypoints_dir) if keypoints_dir is not None else None
+    if mode == "regions" and keypoints.keypoint_format != "coco17":
+        raise ValueError(f"mode 'regions' draws MGRAN's maps, which read COCO-17 keypoints; the "
+                         f"cache {keypoints_dir} holds '{keypoints.keypoint_format}'")
     if mode == "parts":
         from reid_ext.data.parts import get_part_scheme
 
@@ -167,11 +202,16 @@ def render_sheet(
         rel = image_relpath(path, root)
         image = read_image(path)
         height, width = image.shape[:2]
-        mask = masks.get(rel) if masks is not None and mode == "masks" else None
+        uses_mask = mode in ("masks", "regions")
+        mask = masks.get(rel) if masks is not None and uses_mask else None
         points = keypoints.get(rel) if keypoints is not None else None
-        missing = (mode == "masks" and mask is None) or (mode != "masks" and points is None)
-        counts["missing_mask"] += int(mode == "masks" and mask is None)
+        missing = (uses_mask and mask is None) or (mode != "masks" and points is None)
+        counts["missing_mask"] += int(uses_mask and mask is None)
         counts["missing_keypoints"] += int(keypoints is not None and points is None)
+        counts["images"] += 1
+        if mode == "regions":
+            cells += mgran_region_cells(image, mask, points, scale, missing)
+            continue
         parts = None
         if mode == "parts" and points is not None:
             from reid_ext.data.parts import keypoints_to_parts
@@ -181,22 +221,23 @@ def render_sheet(
         cells.append(render_cell(image, scale, mask=mask, points=points,
                                  skeleton=keypoints.keypoint_format if keypoints else None,
                                  parts=parts, missing=missing))
-        counts["images"] += 1
     if not cells:
         raise ValueError("no images to draw")
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)
-    grid(cells, columns).save(out_png)
+    per_crop = len(cells) // counts["images"]  # 5 panels per crop in regions mode, else 1
+    grid(cells, per_crop if per_crop > 1 else columns).save(out_png)
     return counts
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``tools/visualize.py masks|keypoints|parts --config-file C --num 32 --out grid.png``."""
+    """``tools/visualize.py masks|keypoints|parts|regions --config-file C --out grid.png``."""
     import argparse
     import random
     import sys
 
     parser = argparse.ArgumentParser(description="Draw crops with their cached aux maps.")
-    parser.add_argument("mode", choices=("masks", "keypoints", "parts"))
+    parser.add_argument("mode", choices=MODES,
+                        help="regions: MGRAN's maps, a row per crop (needs masks and keypoints)")
     parser.add_argument("--config-file", help="training config (data.* and aux.*)")
     parser.add_argument("--dataset", help="dataset name (instead of a config)")
     parser.add_argument("--root", default=".", help="data root, with --dataset")

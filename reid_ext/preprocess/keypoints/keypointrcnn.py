@@ -15,14 +15,14 @@ import numpy as np
 
 from reid_ext.preprocess.base import KeypointSource
 from reid_ext.preprocess.instances import choose_box
-from reid_ext.preprocess.torchvision_models import build_detector, detect_people
+from reid_ext.preprocess.torchvision_models import TorchvisionDetection
 from reid_ext.registry import KEYPOINT_SOURCES
 
 MODELS = ("keypointrcnn_resnet50_fpn",)
 
 
 @KEYPOINT_SOURCES.register("torchvision")
-class TorchvisionKeypointSource(KeypointSource):
+class TorchvisionKeypointSource(TorchvisionDetection, KeypointSource):
     """Keypoint R-CNN from torchvision (``min_size``: the short side it resizes to)."""
 
     name = "torchvision"
@@ -38,17 +38,11 @@ class TorchvisionKeypointSource(KeypointSource):
         device: str = "cpu",
     ) -> None:
         super().__init__("coco17")
-        self.model_name = model
-        self.score_threshold = float(score_threshold)
-        self.min_size = int(min_size)
-        self.detections_per_img = int(detections_per_img)
-        self.device = device
-        self.net = build_detector(self, model, MODELS, weights, random_weights, device,
-                                  min_size=self.min_size,
-                                  box_detections_per_img=self.detections_per_img)
+        self.init_detector(model, MODELS, weights, random_weights, score_threshold, min_size,
+                           detections_per_img, device)
 
     def predict(self, images: list[np.ndarray], relpaths: list[str] | None) -> list[np.ndarray]:
-        outputs = detect_people(self.net, images, self.device, self.score_threshold)
+        outputs = self.detect(images)
         results = []
         for image, out in zip(images, outputs):
             boxes = out["boxes"].cpu().numpy()
@@ -63,9 +57,5 @@ class TorchvisionKeypointSource(KeypointSource):
             results.append(points)
         return results
 
-    def library_version(self) -> str:
-        return f"torchvision {self.torchvision_version}"
-
     def options(self) -> dict[str, Any]:
-        return {"model": self.model_name, "score_threshold": self.score_threshold,
-                "min_size": self.min_size, "detections_per_img": self.detections_per_img}
+        return self.detector_options()

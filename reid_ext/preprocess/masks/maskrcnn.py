@@ -12,14 +12,14 @@ import numpy as np
 
 from reid_ext.preprocess.base import MaskSource
 from reid_ext.preprocess.instances import choose_mask
-from reid_ext.preprocess.torchvision_models import build_detector, detect_people
+from reid_ext.preprocess.torchvision_models import TorchvisionDetection
 from reid_ext.registry import MASK_SOURCES
 
 MODELS = ("maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2")
 
 
 @MASK_SOURCES.register("torchvision")
-class TorchvisionMaskSource(MaskSource):
+class TorchvisionMaskSource(TorchvisionDetection, MaskSource):
     """Mask R-CNN from torchvision. ``min_size`` is the detector's resize target for the short
     side (800 as trained; smaller is faster and worse); ``detections_per_img`` caps the
     instances the heads process (fewer is faster; the subject is nearly always among the first)."""
@@ -39,17 +39,11 @@ class TorchvisionMaskSource(MaskSource):
         device: str = "cpu",
     ) -> None:
         super().__init__(threshold=threshold, binary=binary)
-        self.model_name = model
-        self.score_threshold = float(score_threshold)
-        self.min_size = int(min_size)
-        self.detections_per_img = int(detections_per_img)
-        self.device = device
-        self.net = build_detector(self, model, MODELS, weights, random_weights, device,
-                                  min_size=self.min_size,
-                                  box_detections_per_img=self.detections_per_img)
+        self.init_detector(model, MODELS, weights, random_weights, score_threshold, min_size,
+                           detections_per_img, device)
 
     def predict(self, images: list[np.ndarray], relpaths: list[str] | None) -> list[np.ndarray]:
-        outputs = detect_people(self.net, images, self.device, self.score_threshold)
+        outputs = self.detect(images)
         masks = []
         for image, out in zip(images, outputs):
             instances = out["masks"][:, 0].cpu().numpy()
@@ -58,10 +52,5 @@ class TorchvisionMaskSource(MaskSource):
                          else instances[best])
         return masks
 
-    def library_version(self) -> str:
-        return f"torchvision {self.torchvision_version}"
-
     def options(self) -> dict[str, Any]:
-        return {**super().options(), "model": self.model_name,
-                "score_threshold": self.score_threshold, "min_size": self.min_size,
-                "detections_per_img": self.detections_per_img}
+        return {**super().options(), **self.detector_options()}
