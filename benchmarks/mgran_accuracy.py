@@ -96,17 +96,24 @@ def main() -> None:
                         help="data.options.synthetic_person.KEY VALUE (e.g. num_train_ids 32)")
     parser.add_argument("--only", nargs="+", help="run only these rows (names as printed)")
     parser.add_argument("--col780", action="store_true", help="also the COL780 comparison")
+    parser.add_argument("--col780-rows", nargs="+", default=list(COL780_RUNS),
+                        help="rows of the COL780 comparison (names as printed)")
+    parser.add_argument("--no-synthetic", action="store_true",
+                        help="skip the synthetic_person table (with --col780)")
     parser.add_argument("--col780-epochs", type=int, default=10)
     parser.add_argument("--col780-size", type=int, nargs=2, default=[128, 64], metavar=("H", "W"),
                         help="input size of the COL780 runs (the config's: 128 64)")
     parser.add_argument("--out", help="also write the tables to this markdown file")
     args = parser.parse_args()
+    unknown = sorted(set(args.col780_rows) - set(SYNTHETIC_RUNS))
+    if unknown:
+        parser.error(f"unknown --col780-rows {unknown}; known: {list(SYNTHETIC_RUNS)}")
 
     synth_opts = ["data.root", args.root, "data.height", str(args.size[0]),
                   "data.width", str(args.size[1])]
     for key, value in args.synthetic_option:
         synth_opts += [f"data.options.synthetic_person.{key}", value]
-    wanted = set(args.only or SYNTHETIC_RUNS)
+    wanted = set() if args.no_synthetic else set(args.only or SYNTHETIC_RUNS)
     rows: dict[str, list[dict[str, float]]] = {k: [] for k in SYNTHETIC_RUNS if k in wanted}
     for seed in args.seeds:
         for name in rows:
@@ -122,20 +129,22 @@ def main() -> None:
         if args.out:
             Path(args.out).write_text("\n\n".join(out) + "\n")
 
-    emit(table(f"synthetic_person ({options}), {args.size[0]}x{args.size[1]}, "
-               f"{args.epochs} epochs, seeds {args.seeds}", rows, args.seeds))
+    if rows:
+        emit(table(f"synthetic_person ({options}), {args.size[0]}x{args.size[1]}, "
+                   f"{args.epochs} epochs, seeds {args.seeds}", rows, args.seeds))
     if args.col780:
         try:
             check_data_ready(load_config(COL780), config_file=COL780)
         except PreflightError as err:
             emit(f"COL780 skipped: {err}")
         else:
-            col = {k: [] for k in COL780_RUNS}
+            col = {k: [] for k in args.col780_rows}
             col_opts = ["data.height", str(args.col780_size[0]),
                         "data.width", str(args.col780_size[1]),
                         "train.stepsize", f"[{max(1, int(0.75 * args.col780_epochs))}]"]
             for seed in args.seeds:
-                for name, (model, kwargs) in COL780_RUNS.items():
+                for name in col:
+                    model, kwargs = SYNTHETIC_RUNS[name]
                     col[name].append(train_once(configure(COL780, model, kwargs, seed,
                                                           args.col780_epochs, col_opts)))
             emit(table(f"COL780 (MediaPipe maps), {args.col780_size[0]}x{args.col780_size[1]}, "
