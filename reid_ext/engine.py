@@ -39,6 +39,7 @@ from reid_ext.evaluation.report import rank_and_report
 from reid_ext.evaluation.visrank import visualize_ranked_results
 from reid_ext.losses.terms import PID_TARGET, LossTerm, build_loss_terms, check_targets
 from reid_ext.models.factory import model_aux_inputs
+from reid_ext.uda.camera_norm import CameraStats
 
 
 def named_outputs(outputs: Any) -> dict[str, Any]:
@@ -121,6 +122,8 @@ class ReidEngine(host.get_host().Engine):
         self._targets_checked = False
         self.divergence = DivergenceGuard(
             float(config.train.divergence_factor) if config is not None else EXPLODE_FACTOR)
+        # --- camera-guided normalisation of test features (a UDA step's statistics) --------
+        self.camera_stats: CameraStats | None = None  # set by tools/test.py --camera-norm
         # --- AlignedReID local distance (test.local_distance): its weight, 0.0 = off ---------
         test_cfg = getattr(config, "test", None)
         self.local_distance_weight = (
@@ -403,6 +406,8 @@ class ReidEngine(host.get_host().Engine):
         gfs, g_pids, g_camids = self.extract_loader(gallery_loader, f"{dataset_name} gallery")
         if not is_main():  # rank 0 ranks the gathered features
             return 0.0, 0.0
+        if self.camera_stats is not None:
+            qfs, gfs = self.camera_normalize(qfs, q_camids), self.camera_normalize(gfs, g_camids)
         if normalize_feature:
             qfs = {k: F.normalize(v, dim=1) for k, v in qfs.items()}
             gfs = {k: F.normalize(v, dim=1) for k, v in gfs.items()}
@@ -432,6 +437,20 @@ class ReidEngine(host.get_host().Engine):
                 save_dir=str(Path(save_dir) / f"visrank_{dataset_name}"), topk=visrank_topk,
             )
         return result["rank1"], result["mAP"]
+
+    def camera_normalize(self, feats: dict[str, torch.Tensor], camids: Any
+                         ) -> dict[str, torch.Tensor]:
+        """Each feature set whose width the statistics were fitted on, normalised per camera
+        (``(f - mu_v) / sigma_v``, reid_ext.uda.camera_norm); other sets are left as they are."""
+        width = self.camera_stats.mean.shape[1]
+        out = {}
+        for name, value in feats.items():
+            fits = value.shape[1] == width
+            out[name] = self.camera_stats.normalize(value, camids) if fits else value
+            print(f"   {name}: {'camera-normalised' if fits else 'not camera-normalised'} "
+                  f"({value.shape[1]} dims, statistics of {len(self.camera_stats.cameras)} "
+                  f"cameras, {width} dims)")
+        return out
 
     # --- AlignedReID local distance (test.local_distance; see reid_ext/models/aligned.py) -----
     @torch.no_grad()

@@ -41,6 +41,51 @@ def test_train_then_test_a_checkpoint(tmp_path, capsys):
     assert re.findall(r"Rank-1  : ([\d.]+)%", tested)[-1] == rank1  # same weights, same R1
     assert "mINP" in tested
 
+    # --camera-norm: a checkpoint without camera statistics is refused, naming the file
+    assert load_tool("test").main(["--config-file", str(REPO / "configs/quickstart.yaml"),
+                                   "--weights", str(checkpoint), "--camera-norm", *opts]) == 1
+    assert "holds no camera_stats" in capsys.readouterr().err
+    # identity statistics (mean 0, std 1 per camera): applied, and the ranking is unchanged
+    import torch
+
+    from reid_ext.checkpoint import load_checkpoint
+    from reid_ext.uda.camera_norm import CameraStats
+
+    state = load_checkpoint(checkpoint)
+    dims, cameras = 512, torch.arange(8)
+    state["camera_stats"] = CameraStats(cameras, torch.zeros(8, dims), torch.ones(8, dims),
+                                        torch.zeros(dims), torch.ones(dims)).state_dict()
+    with_stats = tmp_path / "with_stats.pth"
+    torch.save(state, with_stats)
+    assert load_tool("test").main(["--config-file", str(REPO / "configs/quickstart.yaml"),
+                                   "--weights", str(with_stats), "--camera-norm", *opts]) == 0
+    normed = capsys.readouterr().out
+    assert "camera-normalised (512 dims, statistics of 8 cameras" in normed
+    assert re.findall(r"Rank-1  : ([\d.]+)%", normed)[-1] == rank1
+
+
+def test_engine_camera_normalize_applies_the_statistics_where_they_fit():
+    """Per camera (f - mu_v) / sigma_v on feature sets of the fitted width; others untouched."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from reid_ext.engine import ReidEngine
+    from reid_ext.uda.camera_norm import fit_camera_stats
+
+    fit = torch.randn(40, 4) * 3 + 1
+    fit_cams = torch.arange(40) % 2
+    stats = fit_camera_stats(fit, fit_cams)
+    feats = {"feats": torch.randn(6, 4), "other": torch.randn(6, 3)}
+    cams = torch.tensor([0, 1, 0, 1, 1, 0])
+    out = ReidEngine.camera_normalize(SimpleNamespace(camera_stats=stats), feats, cams)
+    for row in range(6):
+        cam = int(cams[row])
+        expected = (feats["feats"][row] - fit[fit_cams == cam].mean(0)) / \
+            fit[fit_cams == cam].std(0, unbiased=False)
+        torch.testing.assert_close(out["feats"][row], expected, rtol=1e-4, atol=1e-4)
+    assert out["other"] is feats["other"]
+
 
 def test_train_rejects_unknown_key_with_exit_code_2(capsys):
     assert load_tool("train").main(["train.max_epochs", "3"]) == 2
