@@ -447,9 +447,10 @@ class ReidEngine(host.get_host().Engine):
         for name, value in feats.items():
             fits = value.shape[1] == width
             out[name] = self.camera_stats.normalize(value, camids) if fits else value
-            print(f"   {name}: {'camera-normalised' if fits else 'not camera-normalised'} "
-                  f"({value.shape[1]} dims, statistics of {len(self.camera_stats.cameras)} "
-                  f"cameras, {width} dims)")
+            print(f"   {name}: camera-normalised with the statistics of "
+                  f"{len(self.camera_stats.cameras)} cameras" if fits else
+                  f"   {name}: not camera-normalised ({value.shape[1]} dims; the statistics "
+                  f"have {width})")
         return out
 
     # --- AlignedReID local distance (test.local_distance; see reid_ext/models/aligned.py) -----

@@ -60,7 +60,7 @@ def test_train_then_test_a_checkpoint(tmp_path, capsys):
     assert load_tool("test").main(["--config-file", str(REPO / "configs/quickstart.yaml"),
                                    "--weights", str(with_stats), "--camera-norm", *opts]) == 0
     normed = capsys.readouterr().out
-    assert "camera-normalised (512 dims, statistics of 8 cameras" in normed
+    assert "camera-normalised with the statistics of 8 cameras" in normed
     assert re.findall(r"Rank-1  : ([\d.]+)%", normed)[-1] == rank1
 
 
