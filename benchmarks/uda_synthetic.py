@@ -59,8 +59,9 @@ def main() -> int:
                 work / f"s{seed}_{tag}", [*common, "uda.source_checkpoint", source, *extra])
         results.setdefault("target-supervised", {})[seed] = run(
             work / f"s{seed}_supervised",
+            # the source set stays a (second) target: the config's data.options name it
             [*common, "data.sources", "['synthetic_person_target']", "data.targets",
-             "['synthetic_person_target']", "uda.steps", "0"])
+             "['synthetic_person_target', 'synthetic_person']", "uda.steps", "0"])
     print("\n| run | step | seed | clusters | outliers | NMI | ARI | mAP | R1 | mAP (cam-norm "
           "test) | R1 (cam-norm test) |\n|---|---|---|---|---|---|---|---|---|---|---|")
     for name, by_seed in results.items():
