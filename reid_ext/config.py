@@ -143,6 +143,7 @@ def get_default_config() -> CN:
     # local_features() method (reid_ext/models/aligned.py); others keep the global distance
     cfg.test.local_distance = False
     cfg.test.local_distance_weight = 1.0
+    cfg.test.multi_query = ""  # "mean"/"max": pool each (pid, camera)'s queries (market1501_mq)
 
     # reid_ext: deep mutual learning of several models (reid_ext.mutual_engine.MutualEngine)
     cfg.mutual = CN()
@@ -290,6 +291,7 @@ def validate(cfg: CN) -> None:
 
 
 DIST_METRICS = ("euclidean", "cosine")
+MULTI_QUERY_POOLS = ("", "mean", "max")
 
 
 def _margin_of(term: dict[str, Any]) -> Any:
@@ -310,6 +312,12 @@ def validate_run_values(cfg: CN) -> None:
     ``test.ranks [0, 5]`` prints a meaningless "Rank-0" and ``train.max_epoch 0`` silently
     trains nothing.
     """
+    if cfg.test.multi_query not in MULTI_QUERY_POOLS:
+        raise ConfigError(f"test.multi_query must be one of {MULTI_QUERY_POOLS} ('' = off), got "
+                          f"{cfg.test.multi_query!r}")
+    if cfg.test.multi_query and (cfg.test.visrank or cfg.test.local_distance):
+        raise ConfigError("test.multi_query pools the queries, so it cannot be combined with "
+                          "test.visrank or test.local_distance (both need one row per image)")
     if cfg.test.dist_metric not in DIST_METRICS:
         raise ConfigError(f"test.dist_metric must be one of {DIST_METRICS}, got "
                           f"{cfg.test.dist_metric!r}")

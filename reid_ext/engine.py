@@ -35,6 +35,7 @@ from reid_ext.collapse import detector_from_config, metric_features
 from reid_ext.distributed import gather_batches, is_main, shard_loader
 from reid_ext.divergence import EXPLODE_FACTOR, DivergenceError, DivergenceGuard, all_finite
 from reid_ext.evaluation.local_distance import global_local_distance
+from reid_ext.evaluation.rank import pool_multi_query
 from reid_ext.evaluation.report import rank_and_report
 from reid_ext.evaluation.visrank import visualize_ranked_results
 from reid_ext.losses.terms import PID_TARGET, LossTerm, build_loss_terms, check_targets
@@ -122,6 +123,8 @@ class ReidEngine(host.get_host().Engine):
         self._targets_checked = False
         self.divergence = DivergenceGuard(
             float(config.train.divergence_factor) if config is not None else EXPLODE_FACTOR)
+        # --- Market-1501 multiple query (test.multi_query: "", "mean" or "max") -------------
+        self.multi_query = str(getattr(getattr(config, "test", None), "multi_query", "") or "")
         # --- camera-guided normalisation of test features (a UDA step's statistics) --------
         self.camera_stats: CameraStats | None = None  # set by tools/test.py --camera-norm
         # --- AlignedReID local distance (test.local_distance): its weight, 0.0 = off ---------
@@ -408,6 +411,8 @@ class ReidEngine(host.get_host().Engine):
             return 0.0, 0.0
         if self.camera_stats is not None:
             qfs, gfs = self.camera_normalize(qfs, q_camids), self.camera_normalize(gfs, g_camids)
+        if self.multi_query:
+            qfs, q_pids, q_camids = self.pool_queries(qfs, q_pids, q_camids)
         if normalize_feature:
             qfs = {k: F.normalize(v, dim=1) for k, v in qfs.items()}
             gfs = {k: F.normalize(v, dim=1) for k, v in gfs.items()}
@@ -437,6 +442,18 @@ class ReidEngine(host.get_host().Engine):
                 save_dir=str(Path(save_dir) / f"visrank_{dataset_name}"), topk=visrank_topk,
             )
         return result["rank1"], result["mAP"]
+
+    def pool_queries(self, feats: dict[str, torch.Tensor], pids: Any, camids: Any
+                     ) -> tuple[dict[str, torch.Tensor], np.ndarray, np.ndarray]:
+        """Multiple query: one ``self.multi_query``-pooled row per (pid, camera) of the query
+        set (e.g. ``market1501_mq``'s gt_bbox boxes), for every feature set alike."""
+        pooled = {}
+        for name, value in feats.items():
+            pooled[name], pooled_pids, pooled_camids = pool_multi_query(
+                value, np.asarray(pids), np.asarray(camids), method=self.multi_query)
+        print(f"   multiple query ({self.multi_query}): {len(np.asarray(pids))} query images -> "
+              f"{len(pooled_pids)} pooled queries")
+        return pooled, pooled_pids, pooled_camids
 
     def camera_normalize(self, feats: dict[str, torch.Tensor], camids: Any
                          ) -> dict[str, torch.Tensor]:

@@ -41,6 +41,12 @@ HOST_LAYOUTS: dict[str, HostLayout] = {
                                                        "bounding_box_test")),
          ("bounding_box_train", "query", "bounding_box_test")),
         "Market-1501"),
+    "market1501_mq": HostLayout(  # reid_ext.data.market_multi_query: query/ -> gt_bbox/
+        "market1501",
+        (tuple(f"Market-1501-v15.09.15/{d}" for d in ("bounding_box_train", "query",
+                                                       "bounding_box_test", "gt_bbox")),
+         ("bounding_box_train", "query", "bounding_box_test", "gt_bbox")),
+        "Market-1501 with gt_bbox/"),
     "dukemtmcreid": HostLayout(
         "dukemtmc-reid",
         (tuple(f"DukeMTMC-reID/{d}" for d in ("bounding_box_train", "query",

@@ -41,6 +41,14 @@ def test_train_then_test_a_checkpoint(tmp_path, capsys):
     assert re.findall(r"Rank-1  : ([\d.]+)%", tested)[-1] == rank1  # same weights, same R1
     assert "mINP" in tested
 
+    # test.multi_query: the queries pooled per (pid, camera) before ranking
+    assert load_tool("test").main(["--config-file", str(REPO / "configs/quickstart.yaml"),
+                                   "--weights", str(checkpoint), *opts,
+                                   "test.multi_query", "max"]) == 0
+    pooled = capsys.readouterr().out
+    assert re.search(r"multiple query \(max\): \d+ query images -> \d+ pooled queries", pooled)
+    assert "Rank-1" in pooled
+
     # --camera-norm: a checkpoint without camera statistics is refused, naming the file
     assert load_tool("test").main(["--config-file", str(REPO / "configs/quickstart.yaml"),
                                    "--weights", str(checkpoint), "--camera-norm", *opts]) == 1
