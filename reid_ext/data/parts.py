@@ -105,6 +105,51 @@ def get_part_scheme(name: str) -> PartScheme:
         raise KeyError(f"unknown part scheme '{name}'; known: {sorted(PART_SCHEMES)}") from None
 
 
+def region_extents(
+    keypoints: Any,
+    height: int,
+    width: int,
+    keypoint_format: str,
+    scheme: str,
+    *,
+    threshold: float = 0.1,
+    margin: float = 0.1,
+    shift: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per region of ``scheme``, the extent ``[..., P, 4]`` (x0, y0, x1, y1) of its confident
+    keypoints (score > ``threshold``, coordinates + ``shift``) grown by ``margin * min(H, W)``,
+    and ``present [..., P]``; an empty region's extent is (+inf, +inf, -inf, -inf).
+
+    The one place :func:`keypoints_to_parts` and :func:`keypoints_to_boxes` check their input
+    and measure regions."""
+    parts = get_part_scheme(scheme)
+    if parts.keypoint_format != keypoint_format:
+        raise ValueError(
+            f"part scheme '{scheme}' is defined on '{parts.keypoint_format}' keypoints, "
+            f"got '{keypoint_format}'"
+        )
+    points = torch.as_tensor(np.asarray(keypoints) if not torch.is_tensor(keypoints) else keypoints)
+    points = points.float()
+    num_keypoints = get_keypoint_format(keypoint_format).num_keypoints
+    if points.ndim < 2 or points.shape[-2:] != (num_keypoints, 3):
+        raise ValueError(
+            f"keypoints must be [..., {num_keypoints}, 3] for '{keypoint_format}', "
+            f"got {tuple(points.shape)}"
+        )
+    use = parts.membership().to(points.device) & (points[..., None, :, 2] > threshold)
+    x = points[..., None, :, 0].expand(use.shape) + shift
+    y = points[..., None, :, 1].expand(use.shape) + shift
+    inf = torch.tensor(float("inf"), device=points.device)
+    pad = margin * min(height, width)
+    extent = torch.stack([
+        torch.where(use, x, inf).amin(-1) - pad,
+        torch.where(use, y, inf).amin(-1) - pad,
+        torch.where(use, x, -inf).amax(-1) + pad,
+        torch.where(use, y, -inf).amax(-1) + pad,
+    ], dim=-1)
+    return extent, use.any(-1)
+
+
 def keypoints_to_parts(
     keypoints: Any,
     height: int,
@@ -120,32 +165,11 @@ def keypoints_to_parts(
     ``keypoint_format`` must be the scheme's format (``coco_spindle`` / ``glad``: coco17,
     ``atrw``: atrw15); keypoints with score <= ``threshold`` are ignored.
     """
-    parts = get_part_scheme(scheme)
-    if parts.keypoint_format != keypoint_format:
-        raise ValueError(
-            f"part scheme '{scheme}' is defined on '{parts.keypoint_format}' keypoints, "
-            f"got '{keypoint_format}'"
-        )
-    points = torch.as_tensor(np.asarray(keypoints) if not torch.is_tensor(keypoints) else keypoints)
-    points = points.float()
-    num_keypoints = get_keypoint_format(keypoint_format).num_keypoints
-    if points.ndim < 2 or points.shape[-2:] != (num_keypoints, 3):
-        raise ValueError(
-            f"keypoints must be [..., {num_keypoints}, 3] for '{keypoint_format}', "
-            f"got {tuple(points.shape)}"
-        )
-    member = parts.membership().to(points.device)  # [P, K]
-    use = member & (points[..., None, :, 2] > threshold)  # [..., P, K]
-    x = points[..., None, :, 0].expand(use.shape)
-    y = points[..., None, :, 1].expand(use.shape)
-    inf = torch.tensor(float("inf"), device=points.device)
-    pad = margin * min(height, width)
-    x0 = torch.where(use, x, inf).amin(-1) - pad  # [..., P]; +inf for an empty region
-    x1 = torch.where(use, x, -inf).amax(-1) + pad
-    y0 = torch.where(use, y, inf).amin(-1) - pad
-    y1 = torch.where(use, y, -inf).amax(-1) + pad
-    cols = torch.arange(width, device=points.device, dtype=points.dtype)
-    rows = torch.arange(height, device=points.device, dtype=points.dtype)
+    extent, _ = region_extents(keypoints, height, width, keypoint_format, scheme,
+                               threshold=threshold, margin=margin)
+    x0, y0, x1, y1 = extent.unbind(-1)  # [..., P]; +inf/-inf for an empty region
+    cols = torch.arange(width, device=extent.device, dtype=extent.dtype)
+    rows = torch.arange(height, device=extent.device, dtype=extent.dtype)
     in_x = (cols >= x0[..., None]) & (cols <= x1[..., None])  # [..., P, W]
     in_y = (rows >= y0[..., None]) & (rows <= y1[..., None])  # [..., P, H]
     return (in_y[..., :, None] & in_x[..., None, :]).float()
@@ -171,29 +195,9 @@ def keypoints_to_boxes(
     without a confident keypoint is absent: its box is all zeros and ``present`` is False (the
     caller picks the fallback). One broadcast over the batch, no loop.
     """
-    parts = get_part_scheme(scheme)
-    if parts.keypoint_format != keypoint_format:
-        raise ValueError(
-            f"part scheme '{scheme}' is defined on '{parts.keypoint_format}' keypoints, "
-            f"got '{keypoint_format}'"
-        )
-    num_keypoints = get_keypoint_format(keypoint_format).num_keypoints
-    points = torch.as_tensor(keypoints).float()
-    if points.ndim < 2 or points.shape[-2:] != (num_keypoints, 3):
-        raise ValueError(
-            f"keypoints must be [..., {num_keypoints}, 3] for '{keypoint_format}', "
-            f"got {tuple(points.shape)}"
-        )
-    use = parts.membership().to(points.device) & (points[..., None, :, 2] > threshold)
-    x = points[..., None, :, 0].expand(use.shape) + 0.5
-    y = points[..., None, :, 1].expand(use.shape) + 0.5
-    inf = torch.tensor(float("inf"), device=points.device)
-    pad = margin * min(height, width)
-    boxes = torch.stack([
-        (torch.where(use, x, inf).amin(-1) - pad).clamp(0, width),
-        (torch.where(use, y, inf).amin(-1) - pad).clamp(0, height),
-        (torch.where(use, x, -inf).amax(-1) + pad).clamp(0, width),
-        (torch.where(use, y, -inf).amax(-1) + pad).clamp(0, height),
-    ], dim=-1)
-    present = use.any(-1)
+    extent, present = region_extents(keypoints, height, width, keypoint_format, scheme,
+                                     threshold=threshold, margin=margin, shift=0.5)
+    x0, y0, x1, y1 = extent.unbind(-1)
+    boxes = torch.stack([x0.clamp(0, width), y0.clamp(0, height),
+                         x1.clamp(0, width), y1.clamp(0, height)], dim=-1)
     return torch.where(present[..., None], boxes, torch.zeros_like(boxes)), present
