@@ -20,7 +20,7 @@ def _deterministic_torch_and_clean_dataset_options():
     clear_dataset_options()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def col780_root() -> Path:
     """The real col780 set; tests that use it skip, with the reason printed, where it is absent."""
     if not (COL780_ROOT / "data" / "train").is_dir():

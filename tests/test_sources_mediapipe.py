@@ -48,14 +48,10 @@ def test_landmarks_to_pixel_indices_and_off_crop_scores():
 
 
 @pytest.fixture(scope="module")
-def col780_crops():
-    from conftest import COL780_ROOT
-
-    if not (COL780_ROOT / "data" / "train").is_dir():
-        pytest.skip(f"col780 data not found at {COL780_ROOT} (set REID_EXT_COL780 to its folder)")
+def col780_crops(col780_root):
     from reid_ext.preprocess.extract import read_image
 
-    paths = sorted((COL780_ROOT / "data" / "train").glob("*/*.png"))[::97][:8]
+    paths = sorted((col780_root / "data" / "train").glob("*/*.png"))[::97][:8]
     return [read_image(str(p)) for p in paths]
 
 
